@@ -1,0 +1,201 @@
+//! Configuration: the `--config` TOML file.
+//!
+//! ```toml
+//! [server]
+//! header_timeout_ms = 10000        # a request's head must arrive within this
+//! idle_timeout_ms = 60000          # keep-alive connections idle this long are closed
+//! header_bytes_max = 16384         # request line + headers (431 past it)
+//! body_bytes_max = 1048576         # request body (413 past it)
+//! connections_max_per_shard = 10000
+//!
+//! [classes.ratelimit]              # per-class settings
+//! limit = 100
+//! window_ms = 60000
+//! idle_timeout_ms = 60000          # an object idle this long leaves memory
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// Limits on a request head beyond which nothing sensible can be served.
+pub const HEADER_BYTES_MAX_LIMIT: usize = 1 << 20;
+/// The largest request body the server can be configured to accept.
+pub const BODY_BYTES_MAX_LIMIT: usize = 64 << 20;
+/// The most connections a shard can be configured to hold.
+pub const CONNECTIONS_MAX_LIMIT: usize = 1 << 20;
+
+/// Server-wide settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub header_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub header_bytes_max: usize,
+    pub body_bytes_max: usize,
+    pub connections_max_per_shard: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            header_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            header_bytes_max: 16 * 1024,
+            body_bytes_max: 1024 * 1024,
+            connections_max_per_shard: 10_000,
+        }
+    }
+}
+
+/// Settings every class has, whatever its own.
+#[derive(Debug, Clone, Copy)]
+pub struct ClassCommon {
+    /// An object idle this long leaves memory; its state stays in storage.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for ClassCommon {
+    fn default() -> Self {
+        ClassCommon {
+            idle_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    /// Per-class tables, passed to each class's factory (which rejects keys
+    /// it does not know) after the common keys are taken out.
+    pub classes: BTreeMap<String, toml::Table>,
+}
+
+/// A configuration that cannot be used, and why.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+        Self::parse(&text)
+            .map_err(|e| ConfigError(format!("config file {}: {}", path.display(), e.0)))
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        let check = |ok: bool, what: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError(what.to_string()))
+            }
+        };
+        check(
+            s.header_timeout_ms >= 1,
+            "server.header_timeout_ms must be at least 1",
+        )?;
+        check(
+            s.idle_timeout_ms >= 1,
+            "server.idle_timeout_ms must be at least 1",
+        )?;
+        check(
+            (1024..=HEADER_BYTES_MAX_LIMIT).contains(&s.header_bytes_max),
+            "server.header_bytes_max must be between 1024 and 1048576",
+        )?;
+        check(
+            s.body_bytes_max <= BODY_BYTES_MAX_LIMIT,
+            "server.body_bytes_max must be at most 67108864",
+        )?;
+        check(
+            (1..=CONNECTIONS_MAX_LIMIT).contains(&s.connections_max_per_shard),
+            "server.connections_max_per_shard must be between 1 and 1048576",
+        )?;
+        Ok(())
+    }
+
+    /// Splits a class's table into the common settings and the class's own.
+    pub fn class_settings(&self, class: &str) -> Result<(ClassCommon, toml::Table), ConfigError> {
+        let mut table = self.classes.get(class).cloned().unwrap_or_default();
+        let mut common = ClassCommon::default();
+        if let Some(value) = table.remove("idle_timeout_ms") {
+            common.idle_timeout_ms = value
+                .as_integer()
+                .filter(|&n| n >= 1)
+                .map(|n| n as u64)
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "classes.{class}.idle_timeout_ms must be a positive integer"
+                    ))
+                })?;
+        }
+        Ok((common, table))
+    }
+}
+
+/// Reads an optional positive integer setting out of a class table.
+pub fn take_u64(
+    table: &mut toml::Table,
+    class: &str,
+    key: &str,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match table.remove(key) {
+        None => Ok(default),
+        Some(value) => value
+            .as_integer()
+            .filter(|&n| n >= 1)
+            .map(|n| n as u64)
+            .ok_or_else(|| {
+                ConfigError(format!("classes.{class}.{key} must be a positive integer"))
+            }),
+    }
+}
+
+/// Fails if a class table still holds keys its class did not take.
+pub fn reject_unknown(table: &toml::Table, class: &str) -> Result<(), ConfigError> {
+    match table.keys().next() {
+        None => Ok(()),
+        Some(key) => Err(ConfigError(format!(
+            "classes.{class}: unknown setting `{key}`"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(Config::parse("[server]\nbogus = 1\n").is_err());
+        assert!(Config::parse("[server]\nheader_timeout_ms = 0\n").is_err());
+        assert!(Config::parse("[nope]\n").is_err());
+        let config =
+            Config::parse("[classes.ratelimit]\nlimit = 3\nidle_timeout_ms = 50\n").expect("valid");
+        let (common, table) = config.class_settings("ratelimit").expect("valid");
+        assert_eq!(common.idle_timeout_ms, 50);
+        assert_eq!(table.get("limit").and_then(|v| v.as_integer()), Some(3));
+    }
+}

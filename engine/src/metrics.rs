@@ -1,0 +1,85 @@
+//! Per-shard counters, exported at `GET /metrics` in Prometheus text format.
+//!
+//! Each shard writes only its own counters (a plain load and store, no
+//! locked instruction); any shard may read all of them to answer a scrape.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! shard_metrics {
+    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+        /// Counters of one shard.
+        #[derive(Default)]
+        pub struct ShardMetrics {
+            $( $(#[$doc])* pub $name: AtomicU64, )*
+        }
+
+        impl ShardMetrics {
+            /// Appends every counter of every shard to `out`.
+            pub fn render(shards: &[std::sync::Arc<ShardMetrics>], out: &mut String) {
+                use std::fmt::Write;
+                $(
+                    let _ = writeln!(out, "# TYPE durin_{} {}", stringify!($name),
+                        if stringify!($name).ends_with("_total") { "counter" } else { "gauge" });
+                    for (shard, m) in shards.iter().enumerate() {
+                        let _ = writeln!(out, "durin_{}{{shard=\"{}\"}} {}", stringify!($name), shard,
+                            m.$name.load(Ordering::Relaxed));
+                    }
+                )*
+            }
+        }
+    };
+}
+
+shard_metrics! {
+    /// HTTP requests parsed on this shard.
+    http_requests_total,
+    /// Requests this shard sent to the shard owning their object.
+    requests_forwarded_total,
+    /// Requests other shards sent to this one.
+    requests_received_from_peers_total,
+    /// Responses held by the output gate until a write was durable.
+    responses_gated_total,
+    /// Requests answered 4xx for bad input (400, 408, 411, 413, 431).
+    bad_requests_total,
+    /// Handler panics caught (answered 500; the object was dropped).
+    handler_panics_total,
+    /// Objects constructed.
+    objects_created_total,
+    /// Objects evicted from memory after being idle.
+    objects_evicted_total,
+    /// Objects in memory now.
+    objects_live,
+    /// Connections accepted.
+    connections_accepted_total,
+    /// Connections refused because the shard was at its connection cap.
+    connections_rejected_total,
+    /// Connections open now.
+    connections_open,
+    /// Connections closed by a header or idle timeout.
+    connections_timed_out_total,
+    /// Storage writes made by objects.
+    storage_writes_total,
+    /// Groups committed durably.
+    storage_groups_committed_total,
+    /// Writes in those groups, after deduplication.
+    storage_group_writes_committed_total,
+    /// Loop turns.
+    loop_turns_total,
+    /// Times the loop blocked waiting for the ring.
+    loop_sleeps_total,
+}
+
+/// Adds `n` to a counter only its own shard writes.
+#[inline]
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
+}
+
+/// Sets a gauge only its own shard writes.
+#[inline]
+pub fn set(gauge: &AtomicU64, value: u64) {
+    gauge.store(value, Ordering::Relaxed);
+}

@@ -1,0 +1,242 @@
+//! The object model: what user code implements.
+//!
+//! A class is registered once per server under a name (`counter`,
+//! `ratelimit`, or one of your own). For every object of the class the
+//! shard that owns its ID calls [`ObjectClass::create`] on first use; the
+//! object then receives one event at a time, each handler running to
+//! completion before the next starts. Handlers are plain synchronous Rust.
+//!
+//! ```
+//! use durin::object::{Context, DurableObject, ObjectClass, Request, Response};
+//! use durin::ObjectId;
+//!
+//! /// Counts visits, and remembers the count across restarts.
+//! struct Visits { count: u64 }
+//!
+//! impl DurableObject for Visits {
+//!     fn fetch(&mut self, _req: &Request<'_>, res: &mut Response, ctx: &mut Context<'_>) {
+//!         self.count += 1;
+//!         ctx.storage().put(b"count", &self.count.to_le_bytes());
+//!         res.json(200).body_mut().extend_from_slice(self.count.to_string().as_bytes());
+//!     }
+//! }
+//!
+//! struct VisitsClass;
+//! impl ObjectClass for VisitsClass {
+//!     fn create(&self, _id: &ObjectId, ctx: &mut Context<'_>) -> Box<dyn DurableObject> {
+//!         let count = ctx.storage().get(b"count").ok().flatten()
+//!             .and_then(|v| v.as_slice().try_into().ok())
+//!             .map(u64::from_le_bytes)
+//!             .unwrap_or(0);
+//!         Box::new(Visits { count })
+//!     }
+//! }
+//! ```
+
+use durin_storage::{Seq, ShardStore};
+
+use crate::ObjectId;
+
+/// An object: one live instance per ID, one event at a time.
+pub trait DurableObject: 'static {
+    /// Handles an HTTP request addressed to this object. `res` arrives
+    /// empty with status 200; fill it in.
+    fn fetch(&mut self, req: &Request<'_>, res: &mut Response, ctx: &mut Context<'_>);
+}
+
+/// A class of objects: constructs an instance from its ID and storage.
+pub trait ObjectClass: Send + Sync + 'static {
+    fn create(&self, id: &ObjectId, ctx: &mut Context<'_>) -> Box<dyn DurableObject>;
+}
+
+/// An HTTP request as an object sees it.
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// The path after the object's name: `/increment` for
+    /// `/counter/a/increment`, empty for `/counter/a`.
+    pub path: &'a str,
+    /// The query string, without the `?`.
+    pub query: Option<&'a str>,
+    pub(crate) headers: &'a [durin_net::http::Header<'a>],
+    pub body: &'a [u8],
+}
+
+impl<'a> Request<'a> {
+    /// The value of the first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
+
+    /// Iterates over all headers as (name, value).
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + '_ {
+        self.headers.iter().map(|h| (h.name, h.value))
+    }
+}
+
+/// The response an object builds. The shard reuses one for every request,
+/// so building a response allocates nothing once its buffers have grown.
+#[derive(Debug, Default)]
+pub struct Response {
+    pub(crate) status: u16,
+    pub(crate) content_type: Option<&'static str>,
+    pub(crate) header_lines: Vec<u8>,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Response {
+    pub(crate) fn reset(&mut self) {
+        self.status = 200;
+        self.content_type = None;
+        self.header_lines.clear();
+        self.body.clear();
+    }
+
+    /// Sets the status code (100–999; anything else becomes 500).
+    pub fn status(&mut self, status: u16) -> &mut Self {
+        self.status = if (100..1000).contains(&status) {
+            status
+        } else {
+            500
+        };
+        self
+    }
+
+    /// Sets the status and `Content-Type: application/json`.
+    pub fn json(&mut self, status: u16) -> &mut Self {
+        self.content_type = Some("application/json");
+        self.status(status)
+    }
+
+    /// Sets the status and `Content-Type: text/plain`, with `text` as body.
+    pub fn text(&mut self, status: u16, text: &str) -> &mut Self {
+        self.content_type = Some("text/plain; charset=utf-8");
+        self.body.clear();
+        self.body.extend_from_slice(text.as_bytes());
+        self.status(status)
+    }
+
+    /// Sets the Content-Type.
+    pub fn content_type(&mut self, content_type: &'static str) -> &mut Self {
+        self.content_type = Some(content_type);
+        self
+    }
+
+    /// Adds a header. A name or value with a byte that could split the
+    /// header (CR, LF, NUL), or a name that is not a token, is dropped and
+    /// the call returns false.
+    pub fn header(&mut self, name: &str, value: &str) -> bool {
+        let name_ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        let value_ok = !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0);
+        let reserved = [
+            "content-length",
+            "connection",
+            "transfer-encoding",
+            "content-type",
+        ]
+        .iter()
+        .any(|r| name.eq_ignore_ascii_case(r));
+        if !name_ok || !value_ok || reserved {
+            return false;
+        }
+        self.header_lines.extend_from_slice(name.as_bytes());
+        self.header_lines.extend_from_slice(b": ");
+        self.header_lines.extend_from_slice(value.as_bytes());
+        self.header_lines.extend_from_slice(b"\r\n");
+        true
+    }
+
+    /// The body, to write into.
+    pub fn body_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.body
+    }
+
+    /// Replaces the body.
+    pub fn body(&mut self, body: &[u8]) -> &mut Self {
+        self.body.clear();
+        self.body.extend_from_slice(body);
+        self
+    }
+}
+
+/// What a handler may use besides its own state: its ID, the clock, and
+/// its storage.
+pub struct Context<'s> {
+    pub(crate) id: ObjectId,
+    pub(crate) now_ms: u64,
+    pub(crate) store: &'s mut ShardStore,
+    /// The sequence number of the last write this event made, if any.
+    pub(crate) wrote: Option<Seq>,
+}
+
+impl<'s> Context<'s> {
+    pub(crate) fn new(id: ObjectId, now_ms: u64, store: &'s mut ShardStore) -> Self {
+        Context {
+            id,
+            now_ms,
+            store,
+            wrote: None,
+        }
+    }
+
+    /// The object's ID.
+    pub fn id(&self) -> &ObjectId {
+        &self.id
+    }
+
+    /// Milliseconds since the Unix epoch, read once per loop turn.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// The object's storage.
+    pub fn storage(&mut self) -> Storage<'_, 's> {
+        Storage { ctx: self }
+    }
+}
+
+/// An object's key-value storage. Writes are visible to reads at once; any
+/// response or message the object sends after a write is held until the
+/// write is durable (the output gate).
+pub struct Storage<'c, 's> {
+    ctx: &'c mut Context<'s>,
+}
+
+/// A storage error, as an object sees it.
+pub use durin_storage::Error as StorageError;
+
+impl Storage<'_, '_> {
+    /// Reads `key`.
+    pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let id = self.ctx.id.0;
+        self.ctx.store.get_vec(&id, key)
+    }
+
+    /// Reads `key` and passes the bytes to `f` without copying them.
+    pub fn get_with<R>(
+        &mut self,
+        key: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R, StorageError> {
+        let id = self.ctx.id.0;
+        let value = self.ctx.store.get(&id, key)?;
+        Ok(f(value.as_deref()))
+    }
+
+    /// Writes `key`.
+    pub fn put(&mut self, key: &[u8], value: &[u8]) {
+        let id = self.ctx.id.0;
+        self.ctx.wrote = Some(self.ctx.store.put(&id, key, value));
+    }
+
+    /// Deletes `key`.
+    pub fn delete(&mut self, key: &[u8]) {
+        let id = self.ctx.id.0;
+        self.ctx.wrote = Some(self.ctx.store.delete(&id, key));
+    }
+}

@@ -1,0 +1,256 @@
+//! Starting a server: classes, storage layout, listeners, mesh, shards.
+//!
+//! ```no_run
+//! use durin::server::{ServerBuilder, ServerOptions};
+//! use durin::config::Config;
+//! let running = ServerBuilder::new().start(ServerOptions::default(), Config::default())?;
+//! println!("listening on {}", running.addr());
+//! running.wait();
+//! # Ok::<(), durin::server::ServerError>(())
+//! ```
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use durin_storage::{Layout, StoreOptions};
+
+use crate::classes::counter::CounterClass;
+use crate::classes::ratelimit::RateLimitClass;
+use crate::config::{Config, ConfigError};
+use crate::mesh::{self, ShardWaker};
+use crate::metrics::ShardMetrics;
+use crate::object::ObjectClass;
+use crate::registry::{valid_class_name, ClassFactory, Registry};
+use crate::shard::{self, ShardSetup};
+
+/// Most shards a server runs.
+pub const SHARDS_MAX: usize = 1024;
+/// Listen backlog of each shard's listener.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Where and how to run.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Number of shards (threads).
+    pub shards: usize,
+    /// CPU of each shard, in order; `None`: not pinned.
+    pub cpus: Option<Vec<usize>>,
+    /// Partitions of a new data directory (an existing one keeps its own);
+    /// `None`: one per shard.
+    pub partitions: Option<u32>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("durin-data"),
+            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpus: None,
+            partitions: None,
+        }
+    }
+}
+
+/// Why a server did not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The configuration or a class's settings are invalid.
+    Config(ConfigError),
+    /// The options are invalid.
+    Options(String),
+    /// The data directory could not be opened.
+    Storage(durin_storage::Error),
+    /// Binding the listen address failed.
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// A shard failed to start.
+    Shard(String),
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::Config(e) => write!(f, "{e}"),
+            ServerError::Options(e) => f.write_str(e),
+            ServerError::Storage(e) => write!(f, "data directory: {e}"),
+            ServerError::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            ServerError::Shard(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// Collects the classes a server serves, then starts it.
+pub struct ServerBuilder {
+    factories: Vec<(String, ClassFactory)>,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ServerBuilder {
+    /// A builder with the built-in classes `counter` and `ratelimit`.
+    pub fn new() -> Self {
+        ServerBuilder::empty()
+            .class_with_config("counter", |t| Ok(Arc::new(CounterClass::from_config(t)?)))
+            .class_with_config("ratelimit", |t| {
+                Ok(Arc::new(RateLimitClass::from_config(t)?))
+            })
+    }
+
+    /// A builder with no classes.
+    pub fn empty() -> Self {
+        ServerBuilder {
+            factories: Vec::new(),
+        }
+    }
+
+    /// Registers a class that takes no settings from the config file.
+    pub fn class(self, name: &str, class: impl ObjectClass) -> Self {
+        let class: Arc<dyn ObjectClass> = Arc::new(class);
+        self.class_with_config(name, move |table| {
+            crate::config::reject_unknown(table, "class")?;
+            Ok(Arc::clone(&class))
+        })
+    }
+
+    /// Registers a class built from its `[classes.NAME]` table. The factory
+    /// removes the keys it understands; keys left over are refused.
+    pub fn class_with_config(
+        mut self,
+        name: &str,
+        factory: impl Fn(&mut toml::Table) -> Result<Arc<dyn ObjectClass>, ConfigError>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        self.factories.retain(|(n, _)| n != name);
+        self.factories.push((name.to_string(), Box::new(factory)));
+        self
+    }
+
+    /// Starts every shard and returns once all of them serve.
+    pub fn start(
+        self,
+        options: ServerOptions,
+        config: Config,
+    ) -> Result<RunningServer, ServerError> {
+        if let Some((bad, _)) = self.factories.iter().find(|(n, _)| !valid_class_name(n)) {
+            return Err(ServerError::Options(format!(
+                "class name `{bad}` must be 1 to 64 characters of a-z, 0-9, - and _"
+            )));
+        }
+        let shards = options.shards;
+        if !(1..=SHARDS_MAX).contains(&shards) {
+            return Err(ServerError::Options(format!(
+                "the shard count must be between 1 and {SHARDS_MAX}"
+            )));
+        }
+        if options.cpus.as_ref().is_some_and(|c| c.len() < shards) {
+            return Err(ServerError::Options("fewer CPUs listed than shards".into()));
+        }
+        let registry =
+            Arc::new(Registry::build(&self.factories, &config).map_err(ServerError::Config)?);
+        let partitions = options.partitions.unwrap_or(shards as u32);
+        let layout =
+            Layout::open_or_create(&options.data_dir, partitions).map_err(ServerError::Storage)?;
+        let (listeners, addr) = bind_listeners(options.listen, shards)?;
+        let wakers: Vec<Arc<ShardWaker>> = (0..shards)
+            .map(|_| ShardWaker::new().map(Arc::new))
+            .collect::<Result<_, _>>()
+            .map_err(|e| ServerError::Shard(format!("eventfd: {e}")))?;
+        let meshes = mesh::build(&wakers);
+        let all_metrics: Arc<Vec<Arc<ShardMetrics>>> = Arc::new(
+            (0..shards)
+                .map(|_| Arc::new(ShardMetrics::default()))
+                .collect(),
+        );
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded(shards);
+        let mut handles = Vec::with_capacity(shards);
+        for (index, (listener, mesh)) in listeners.into_iter().zip(meshes).enumerate() {
+            let setup = ShardSetup {
+                index: index as u32,
+                shards: shards as u32,
+                cpu: options.cpus.as_ref().map(|c| c[index]),
+                server: config.server.clone(),
+                listener,
+                layout: layout.clone(),
+                store_options: StoreOptions::default(),
+                registry: Arc::clone(&registry),
+                metrics: Arc::clone(&all_metrics[index]),
+                all_metrics: Arc::clone(&all_metrics),
+                waker: Arc::clone(&wakers[index]),
+                mesh,
+            };
+            let ready = ready_tx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("durin-shard-{index}"))
+                .spawn(move || shard::run(setup, move |r| drop(ready.send(r))))
+                .map_err(|e| ServerError::Shard(format!("spawning shard {index}: {e}")))?;
+            handles.push(handle);
+        }
+        for _ in 0..shards {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(ServerError::Shard(e)),
+                Err(_) => return Err(ServerError::Shard("a shard exited while starting".into())),
+            }
+        }
+        Ok(RunningServer { addr, handles })
+    }
+}
+
+/// Binds one `SO_REUSEPORT` listener per shard on the same address. With
+/// port 0 the first bind picks the port and the others join it.
+fn bind_listeners(
+    listen: SocketAddr,
+    shards: usize,
+) -> Result<(Vec<std::os::fd::OwnedFd>, SocketAddr), ServerError> {
+    let err = |addr, source| ServerError::Listen { addr, source };
+    let first = durin_net::socket::reuseport_listener(listen, LISTEN_BACKLOG)
+        .map_err(|e| err(listen, e))?;
+    let addr = durin_net::socket::local_addr(first.as_raw_fd()).map_err(|e| err(listen, e))?;
+    let mut listeners = vec![first];
+    for _ in 1..shards {
+        listeners.push(
+            durin_net::socket::reuseport_listener(addr, LISTEN_BACKLOG)
+                .map_err(|e| err(addr, e))?,
+        );
+    }
+    Ok((listeners, addr))
+}
+
+/// A started server.
+pub struct RunningServer {
+    addr: SocketAddr,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// The address the server listens on (with the real port if 0 was
+    /// asked for).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Blocks while the shards run.
+    pub fn wait(self) {
+        for handle in self.handles {
+            let _ = handle.join();
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! The shard's connections: the table, and what each socket completion
+//! does to it.
+
+use durin_net::ring::Completion;
+use durin_net::{Conn, Token};
+use io_uring::{opcode, squeue, types};
+
+use super::{kind, Shard, Timer};
+use crate::metrics;
+
+/// Sent to a connection refused at the connection cap, then it is closed.
+static REJECT_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 37\r\nConnection: close\r\n\r\nServer at its connection limit, retry";
+/// Output queued beyond this stops reading from the connection until the
+/// peer has read some: a client that pipelines without reading cannot make
+/// the shard buffer without bound.
+const OUTPUT_BYTES_HIGH: usize = 1 << 20;
+
+/// A slab of connections with generation-tagged slots.
+pub struct ConnTable {
+    slots: Vec<Option<Conn>>,
+    generations: Vec<u32>,
+    free: Vec<u32>,
+    open: usize,
+    max: usize,
+}
+
+impl ConnTable {
+    pub fn new(max: usize) -> ConnTable {
+        ConnTable {
+            slots: Vec::new(),
+            generations: Vec::new(),
+            free: Vec::new(),
+            open: 0,
+            max,
+        }
+    }
+
+    pub fn open(&self) -> usize {
+        self.open
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.open >= self.max
+    }
+
+    fn insert(&mut self, fd: i32) -> (u32, u32) {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(None);
+                self.generations.push(0);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let generation = self.generations[index as usize];
+        self.slots[index as usize] = Some(Conn::new(fd, generation));
+        self.open += 1;
+        (index, generation)
+    }
+
+    fn remove(&mut self, index: u32) -> Option<Conn> {
+        let conn = self.slots.get_mut(index as usize)?.take()?;
+        // A new generation makes completions and timers of the old
+        // connection miss the slot.
+        self.generations[index as usize] = (self.generations[index as usize] + 1) & 0x00ff_ffff;
+        self.free.push(index);
+        self.open -= 1;
+        Some(conn)
+    }
+
+    pub fn get_mut(&mut self, index: u32, generation: u32) -> Option<&mut Conn> {
+        self.slots
+            .get_mut(index as usize)?
+            .as_mut()
+            .filter(|c| c.generation == generation)
+    }
+
+    fn by_index(&mut self, index: u32) -> Option<&mut Conn> {
+        self.slots.get_mut(index as usize)?.as_mut()
+    }
+
+    /// Takes a connection out to work on it beside the rest of the shard;
+    /// [`put_back`](Self::put_back) returns it.
+    pub fn take(&mut self, index: u32, generation: u32) -> Option<Conn> {
+        let slot = self.slots.get_mut(index as usize)?;
+        if slot.as_ref().is_some_and(|c| c.generation == generation) {
+            slot.take()
+        } else {
+            None
+        }
+    }
+
+    pub fn put_back(&mut self, index: u32, conn: Conn) {
+        let slot = &mut self.slots[index as usize];
+        debug_assert!(slot.is_none(), "a taken slot stays empty until put back");
+        *slot = Some(conn);
+    }
+}
+
+impl Shard {
+    pub(super) fn on_accept(&mut self, c: Completion) -> std::io::Result<()> {
+        if !c.more() {
+            self.accept_armed = false;
+        }
+        if c.result >= 0 {
+            self.accept(c.result)?;
+        } else {
+            // EMFILE, ENFILE, ECONNABORTED: the listener itself is fine;
+            // the connection is lost and the client retries.
+            log::debug!(
+                "shard {}: accept failed: {}",
+                self.index,
+                std::io::Error::from_raw_os_error(-c.result)
+            );
+        }
+        if !self.accept_armed {
+            self.arm_accept()?;
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self, fd: i32) -> std::io::Result<()> {
+        if self.conns.is_full() {
+            metrics::add(&self.metrics.connections_rejected_total, 1);
+            let send = opcode::Send::new(
+                types::Fd(fd),
+                REJECT_RESPONSE.as_ptr(),
+                REJECT_RESPONSE.len() as u32,
+            )
+            .build()
+            .flags(squeue::Flags::IO_LINK)
+            .user_data(Token::new(kind::REJECT, 0, 0).0);
+            let close = opcode::Close::new(types::Fd(fd))
+                .build()
+                .user_data(Token::new(kind::REJECT, 0, 0).0);
+            self.ring.push(send)?;
+            return self.ring.push(close);
+        }
+        metrics::add(&self.metrics.connections_accepted_total, 1);
+        durin_net::socket::set_nodelay(fd);
+        let (index, _generation) = self.conns.insert(fd);
+        let deadline = self.mono_ms + self.server.header_timeout_ms;
+        self.set_deadline(index, deadline, true);
+        self.dirty.push(index);
+        Ok(())
+    }
+
+    pub(super) fn on_recv(&mut self, c: Completion) -> std::io::Result<()> {
+        let (index, generation) = (c.token.index(), c.token.generation());
+        let Some(mut conn) = self.conns.take(index, generation) else {
+            return Ok(());
+        };
+        conn.recv_in_flight = false;
+        if c.result > 0 {
+            // SAFETY: the kernel wrote `result` bytes at the spare capacity
+            // handed out by `recv_space` for this very receive, and the
+            // buffer was not touched while the receive was in flight.
+            unsafe { conn.on_received(c.result as usize) };
+            self.process_input(index, &mut conn);
+        } else if c.result == 0 {
+            // The peer finished sending. Answer what it sent, then close.
+            conn.closing = true;
+        } else if c.result != -libc::ECANCELED {
+            conn.dead = true;
+        }
+        self.conns.put_back(index, conn);
+        self.dirty.push(index);
+        Ok(())
+    }
+
+    pub(super) fn on_send(&mut self, c: Completion) -> std::io::Result<()> {
+        let (index, generation) = (c.token.index(), c.token.generation());
+        let Some(conn) = self.conns.get_mut(index, generation) else {
+            return Ok(());
+        };
+        conn.send_in_flight = false;
+        if c.result < 0 {
+            conn.dead = true;
+        } else if conn.on_sent(c.result as usize) {
+            // A short send: the rest goes out before anything else.
+            let (ptr, len) = conn.unsent();
+            let entry = opcode::Send::new(types::Fd(conn.fd), ptr, len)
+                .build()
+                .user_data(Token::new(kind::SEND, generation, index).0);
+            conn.send_in_flight = true;
+            return self.ring.push(entry);
+        }
+        self.dirty.push(index);
+        Ok(())
+    }
+
+    /// Sends, closes or re-arms every connection touched this turn.
+    pub(super) fn service_dirty(&mut self) -> std::io::Result<()> {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for &index in &dirty {
+            self.service(index)?;
+        }
+        dirty.clear();
+        self.dirty = dirty;
+        Ok(())
+    }
+
+    fn service(&mut self, index: u32) -> std::io::Result<()> {
+        let durable = self.store.durable_seq();
+        let Some(conn) = self.conns.by_index(index) else {
+            return Ok(());
+        };
+        let generation = conn.generation;
+        if conn.dead || (conn.closing && conn.is_drained() && !conn.awaiting_reply) {
+            return self.close(index);
+        }
+        if conn.prepare_send(durable) {
+            let (ptr, len) = conn.unsent();
+            let entry = opcode::Send::new(types::Fd(conn.fd), ptr, len)
+                .build()
+                .user_data(Token::new(kind::SEND, generation, index).0);
+            conn.send_in_flight = true;
+            self.ring.push(entry)?;
+        }
+        let Some(conn) = self.conns.by_index(index) else {
+            return Ok(());
+        };
+        if conn.has_gated_output() {
+            self.gated.push(index);
+        }
+        let wants_input = !conn.recv_in_flight
+            && !conn.closing
+            && !conn.awaiting_reply
+            && conn.input.len() <= self.limits.header_bytes_max + self.limits.body_bytes_max;
+        if wants_input && conn.output().len() < OUTPUT_BYTES_HIGH {
+            let (ptr, len) = conn.recv_space();
+            let entry = opcode::Recv::new(types::Fd(conn.fd), ptr, len)
+                .build()
+                .user_data(Token::new(kind::RECV, generation, index).0);
+            conn.recv_in_flight = true;
+            self.ring.push(entry)?;
+        }
+        Ok(())
+    }
+
+    /// Closes a connection once nothing of it is in the kernel: a pending
+    /// receive is cancelled first, and the slot is freed when the last
+    /// completion is back.
+    fn close(&mut self, index: u32) -> std::io::Result<()> {
+        let Some(conn) = self.conns.by_index(index) else {
+            return Ok(());
+        };
+        conn.dead = true;
+        if conn.has_io_in_flight() {
+            if conn.recv_in_flight {
+                let recv = Token::new(kind::RECV, conn.generation, index).0;
+                let cancel = opcode::AsyncCancel::new(recv)
+                    .build()
+                    .user_data(Token::new(kind::CANCEL, conn.generation, index).0);
+                self.ring.push(cancel)?;
+            }
+            return Ok(());
+        }
+        let conn = self.conns.remove(index).expect("looked up above");
+        let close = opcode::Close::new(types::Fd(conn.fd))
+            .build()
+            .user_data(Token::new(kind::CLOSE, 0, 0).0);
+        self.ring.push(close)
+    }
+
+    /// Sets when a connection times out; see [`arm_deadline`].
+    pub(super) fn set_deadline(&mut self, index: u32, deadline_ms: u64, header: bool) {
+        if let Some(conn) = self.conns.by_index(index) {
+            arm_deadline(&mut self.timers, conn, index, deadline_ms, header);
+        }
+    }
+
+    pub(super) fn on_conn_timer(&mut self, index: u32, generation: u32) {
+        let now = self.mono_ms;
+        let Some(conn) = self.conns.get_mut(index, generation) else {
+            return;
+        };
+        conn.timer_at_ms = 0;
+        if conn.deadline_ms == 0 || conn.dead {
+            return;
+        }
+        if conn.deadline_ms > now {
+            let (deadline, header) = (conn.deadline_ms, conn.deadline_is_header);
+            self.set_deadline(index, deadline, header);
+            return;
+        }
+        metrics::add(&self.metrics.connections_timed_out_total, 1);
+        conn.deadline_ms = 0;
+        if conn.deadline_is_header && !conn.closing {
+            metrics::add(&self.metrics.bad_requests_total, 1);
+            super::http::write_error(conn, 408, "request header timeout");
+        } else {
+            conn.dead = true;
+        }
+        self.dirty.push(index);
+    }
+}
+
+/// Sets when `conn` times out; `header` says whether it is a header timeout
+/// (answered 408) or keep-alive idleness (closed quietly). One timer entry
+/// per connection suffices while it is due no later than the deadline: when
+/// it fires early, it re-arms for the current deadline.
+pub(super) fn arm_deadline(
+    timers: &mut crate::timer::TimerWheel<Timer>,
+    conn: &mut Conn,
+    index: u32,
+    deadline_ms: u64,
+    header: bool,
+) {
+    conn.deadline_ms = deadline_ms;
+    conn.deadline_is_header = header;
+    if deadline_ms != 0 && (conn.timer_at_ms == 0 || conn.timer_at_ms > deadline_ms) {
+        conn.timer_at_ms = deadline_ms;
+        timers.insert(
+            deadline_ms,
+            Timer::Conn {
+                index,
+                generation: conn.generation,
+            },
+        );
+    }
+}

@@ -1,0 +1,307 @@
+//! HTTP on a shard: parsing a connection's input, routing each request to
+//! its object (here or on its owner), and writing responses.
+
+use durin_net::http::{
+    parse_request, percent_decode, write_response, Parsed, ResponseHead, HEADERS_MAX,
+};
+use durin_net::{Conn, Token};
+
+use super::conns::arm_deadline;
+use super::{HeldReply, Shard};
+use crate::mesh::MeshMsg;
+use crate::metrics::{self, ShardMetrics};
+use crate::object;
+use crate::ObjectId;
+
+/// Longest object name, after percent-decoding.
+pub const OBJECT_NAME_BYTES_MAX: usize = 512;
+
+/// Where a request goes.
+enum Target<'a> {
+    Healthz,
+    Metrics,
+    NotFound,
+    BadRequest(&'static str),
+    Object {
+        class: u16,
+        id: ObjectId,
+        rest: &'a str,
+    },
+}
+
+/// Appends a plain-text error response and closes the connection after it:
+/// after a malformed request the stream can no longer be trusted.
+pub(super) fn write_error(conn: &mut Conn, status: u16, message: &str) {
+    let head = ResponseHead {
+        status,
+        content_type: Some("text/plain; charset=utf-8"),
+        header_lines: b"",
+        keep_alive: false,
+    };
+    write_response(conn.output(), &head, message.as_bytes());
+    conn.closing = true;
+    conn.input.clear();
+}
+
+fn write_text(out: &mut Vec<u8>, status: u16, body: &[u8], keep_alive: bool) {
+    let head = ResponseHead {
+        status,
+        content_type: Some("text/plain; charset=utf-8"),
+        header_lines: b"",
+        keep_alive,
+    };
+    write_response(out, &head, body);
+}
+
+impl Shard {
+    /// Serves every complete request in the connection's input, in order,
+    /// until one has to wait for another shard.
+    pub(super) fn process_input(&mut self, index: u32, conn: &mut Conn) {
+        let input = std::mem::take(&mut conn.input);
+        let mut consumed = 0;
+        while !conn.closing && !conn.awaiting_reply && !conn.dead && consumed < input.len() {
+            let mut headers = [httparse_empty(); HEADERS_MAX];
+            let parsed = parse_request(&input[consumed..], &mut headers, &self.limits);
+            let req = match parsed {
+                Ok(Parsed::Complete(req)) => req,
+                Ok(Parsed::Partial) => break,
+                Err(e) => {
+                    log::debug!("shard {}: bad request: {e}", self.index);
+                    metrics::add(&self.metrics.bad_requests_total, 1);
+                    write_error(conn, e.status(), &e.to_string());
+                    consumed = input.len();
+                    break;
+                }
+            };
+            metrics::add(&self.metrics.http_requests_total, 1);
+            let (len, keep_alive) = (req.len, req.keep_alive);
+            match self.target(req.path) {
+                Target::Object { class, id, rest } => {
+                    let owner = self.store.layout().shard_of(&id.0, self.shards);
+                    if owner == self.index {
+                        let obj_req = object::Request {
+                            method: req.method,
+                            path: rest,
+                            query: req.query,
+                            headers: req.headers,
+                            body: req.body,
+                        };
+                        if let Some(seq) = self.run_object(class, id, &obj_req) {
+                            conn.gate_next(seq);
+                        }
+                        self.write_object_response(conn.output(), keep_alive);
+                    } else {
+                        let mut bytes = self.mesh.buffer();
+                        bytes.extend_from_slice(&input[consumed..consumed + len]);
+                        let token = Token::new(0, conn.generation, index).0;
+                        self.mesh.send(
+                            owner,
+                            MeshMsg::HttpRequest {
+                                from: self.index,
+                                token,
+                                bytes,
+                            },
+                        );
+                        metrics::add(&self.metrics.requests_forwarded_total, 1);
+                        conn.awaiting_reply = true;
+                        conn.close_after_reply = !keep_alive;
+                    }
+                }
+                other => self.write_builtin(other, conn.output(), keep_alive),
+            }
+            consumed += len;
+            if !keep_alive && !conn.awaiting_reply {
+                conn.closing = true;
+            }
+        }
+        conn.input = input;
+        conn.input.drain(..consumed.min(conn.input.len()));
+        self.update_deadline(index, conn);
+    }
+
+    /// A partial request must complete within the header timeout (counted
+    /// from its first byte, so trickling bytes does not extend it); an idle
+    /// keep-alive connection is closed after the idle timeout; a connection
+    /// waiting on the server has no deadline.
+    fn update_deadline(&mut self, index: u32, conn: &mut Conn) {
+        if conn.awaiting_reply || conn.closing || conn.dead {
+            arm_deadline(&mut self.timers, conn, index, 0, false);
+        } else if !conn.input.is_empty() {
+            if !conn.deadline_is_header || conn.deadline_ms == 0 {
+                let deadline = self.mono_ms + self.server.header_timeout_ms;
+                arm_deadline(&mut self.timers, conn, index, deadline, true);
+            }
+        } else {
+            let deadline = self.mono_ms + self.server.idle_timeout_ms;
+            arm_deadline(&mut self.timers, conn, index, deadline, false);
+        }
+    }
+
+    /// Resolves a path: `/healthz`, `/metrics`, or `/{class}/{name}[/rest]`.
+    fn target<'a>(&mut self, path: &'a str) -> Target<'a> {
+        match path {
+            "/healthz" => return Target::Healthz,
+            "/metrics" => return Target::Metrics,
+            _ => {}
+        }
+        let Some(after_slash) = path.strip_prefix('/') else {
+            return Target::NotFound;
+        };
+        let Some((class_name, after_class)) = after_slash.split_once('/') else {
+            return Target::NotFound;
+        };
+        let Some((class, _)) = self.registry.find(class_name) else {
+            return Target::NotFound;
+        };
+        let (encoded_name, rest) = match after_class.find('/') {
+            Some(i) => (&after_class[..i], &after_class[i..]),
+            None => (after_class, ""),
+        };
+        if encoded_name.is_empty() {
+            return Target::NotFound;
+        }
+        self.name_buf.clear();
+        if percent_decode(encoded_name, &mut self.name_buf).is_err() {
+            return Target::BadRequest("invalid percent-encoding in object name");
+        }
+        if self.name_buf.len() > OBJECT_NAME_BYTES_MAX {
+            return Target::BadRequest("object name longer than 512 bytes");
+        }
+        let id = ObjectId::from_name(class_name, &self.name_buf);
+        Target::Object { class, id, rest }
+    }
+
+    fn write_builtin(&mut self, target: Target<'_>, out: &mut Vec<u8>, keep_alive: bool) {
+        match target {
+            Target::Healthz => write_text(out, 200, b"ok", keep_alive),
+            Target::Metrics => {
+                let mut text = String::new();
+                ShardMetrics::render(&self.all_metrics, &mut text);
+                write_text(out, 200, text.as_bytes(), keep_alive);
+            }
+            Target::NotFound => write_text(out, 404, b"Not found", keep_alive),
+            Target::BadRequest(why) => {
+                metrics::add(&self.metrics.bad_requests_total, 1);
+                write_text(out, 400, why.as_bytes(), keep_alive);
+            }
+            Target::Object { .. } => unreachable!("objects are served by run_object"),
+        }
+    }
+
+    /// Runs the object's handler into `self.res`; returns the sequence
+    /// number its response must wait for.
+    fn run_object(&mut self, class: u16, id: ObjectId, req: &object::Request<'_>) -> Option<u64> {
+        let outcome = self.objects.fetch(
+            &self.registry,
+            class,
+            id,
+            req,
+            &mut self.res,
+            &mut self.store,
+            self.wall_ms,
+        );
+        if outcome.created {
+            metrics::add(&self.metrics.objects_created_total, 1);
+        }
+        if outcome.panicked {
+            metrics::add(&self.metrics.handler_panics_total, 1);
+            log::warn!(
+                "shard {}: a handler of object {id} panicked; answered 500",
+                self.index
+            );
+        }
+        if outcome.gate.is_some() {
+            metrics::add(&self.metrics.responses_gated_total, 1);
+        }
+        outcome.gate
+    }
+
+    fn write_object_response(&mut self, out: &mut Vec<u8>, keep_alive: bool) {
+        let head = ResponseHead {
+            status: self.res.status,
+            content_type: self.res.content_type,
+            header_lines: &self.res.header_lines,
+            keep_alive,
+        };
+        write_response(out, &head, &self.res.body);
+    }
+
+    /// Serves a request another shard forwarded: this shard owns its object.
+    pub(super) fn serve_forwarded(&mut self, from: u32, token: u64, bytes: Vec<u8>) {
+        metrics::add(&self.metrics.requests_received_from_peers_total, 1);
+        let mut reply = self.mesh.buffer();
+        let mut gate = None;
+        let mut headers = [httparse_empty(); HEADERS_MAX];
+        match parse_request(&bytes, &mut headers, &self.limits) {
+            Ok(Parsed::Complete(req)) => match self.target(req.path) {
+                Target::Object { class, id, rest } => {
+                    assert_eq!(
+                        self.store.layout().shard_of(&id.0, self.shards),
+                        self.index,
+                        "requests are forwarded to the owner of their object"
+                    );
+                    let obj_req = object::Request {
+                        method: req.method,
+                        path: rest,
+                        query: req.query,
+                        headers: req.headers,
+                        body: req.body,
+                    };
+                    gate = self.run_object(class, id, &obj_req);
+                    self.write_object_response(&mut reply, req.keep_alive);
+                }
+                other => self.write_builtin(other, &mut reply, req.keep_alive),
+            },
+            // The origin parsed this exact request before forwarding it.
+            _ => unreachable!("a forwarded request is a complete, valid request"),
+        }
+        self.mesh.recycle(bytes);
+        match gate {
+            Some(seq) => self.held_replies.push_back(HeldReply {
+                seq,
+                to: from,
+                token,
+                bytes: reply,
+            }),
+            None => self.mesh.send(
+                from,
+                MeshMsg::HttpReply {
+                    token,
+                    bytes: reply,
+                },
+            ),
+        }
+    }
+
+    /// Delivers a forwarded request's reply to its connection, and goes on
+    /// with the requests pipelined behind it.
+    pub(super) fn on_reply(&mut self, token: u64, mut bytes: Vec<u8>) {
+        let token = Token(token);
+        let (index, generation) = (token.index(), token.generation());
+        let Some(mut conn) = self.conns.take(index, generation) else {
+            // The connection closed while its request was away.
+            self.mesh.recycle(bytes);
+            return;
+        };
+        conn.awaiting_reply = false;
+        if conn.output().is_empty() {
+            std::mem::swap(conn.output(), &mut bytes);
+        } else {
+            conn.output().extend_from_slice(&bytes);
+        }
+        self.mesh.recycle(bytes);
+        if conn.close_after_reply {
+            conn.closing = true;
+        }
+        self.process_input(index, &mut conn);
+        self.conns.put_back(index, conn);
+        self.dirty.push(index);
+    }
+}
+
+const fn httparse_empty() -> durin_net::http::Header<'static> {
+    durin_net::http::Header {
+        name: "",
+        value: b"",
+    }
+}

@@ -1,0 +1,416 @@
+//! A shard: one pinned thread, one io_uring ring, one store, its objects.
+//!
+//! # The flow of one request
+//!
+//! 1. The kernel hands an accepted connection to whichever shard's
+//!    `SO_REUSEPORT` listener it chose; the shard arms a receive on it.
+//! 2. Bytes arrive ([`Shard::on_recv`]). The shard parses every complete
+//!    request in the buffer, in order ([`http`]).
+//! 3. For each request it computes the object's ID from the class and the
+//!    name in the path, and the owning shard from the ID.
+//!    - Owned here: the object runs at once ([`objects`]). Its response is
+//!      written to the connection's output, held behind the output gate if
+//!      the object has a write that is not yet durable.
+//!    - Owned elsewhere: the raw request goes to the owner through the
+//!      pair's queue ([`crate::mesh`]); the connection parses nothing more
+//!      until the reply is back, so responses stay in order. The owner runs
+//!      the object, holds the reply until its write is durable, and sends
+//!      it back.
+//! 4. At the end of the loop turn the store hands the turn's writes to its
+//!    committer thread as one group (if the previous group is done), the
+//!    mesh wakes peers it sent to, and every connection with sendable
+//!    output gets a send.
+//! 5. When the committer reports a group durable, held output up to that
+//!    group's sequence number is released.
+//!
+//! The loop blocks in `io_uring_enter` until a completion, the next timer,
+//! or a wake-up through the shard's eventfd (from a peer shard or the
+//! committer) ends the wait.
+
+mod conns;
+mod http;
+pub mod objects;
+
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use durin_net::http::Limits;
+use durin_net::ring::Completion;
+use durin_net::Ring;
+use durin_storage::{Layout, Seq, ShardStore, StoreOptions};
+use io_uring::{opcode, types};
+
+use crate::config::ServerConfig;
+use crate::mesh::{Mesh, MeshMsg, ShardWaker};
+use crate::metrics::{self, ShardMetrics};
+use crate::object::Response;
+use crate::registry::Registry;
+use crate::timer::TimerWheel;
+use objects::Objects;
+
+/// Submission and completion kinds, in the top byte of a token.
+mod kind {
+    pub const ACCEPT: u8 = 1;
+    pub const RECV: u8 = 2;
+    pub const SEND: u8 = 3;
+    pub const WAKE: u8 = 4;
+    pub const CANCEL: u8 = 5;
+    pub const CLOSE: u8 = 6;
+    pub const REJECT: u8 = 7;
+}
+
+/// Ring size: submissions per batch before an early submit.
+const RING_ENTRIES: u32 = 4096;
+/// How often idle objects are looked for.
+const SWEEP_INTERVAL_MS: u64 = 250;
+/// Timer wheel: 4 ms ticks, 1024 slots (about 4 s of near window).
+const TIMER_TICK_MS: u64 = 4;
+const TIMER_SLOTS: usize = 1024;
+
+/// Everything a shard thread needs to start.
+pub struct ShardSetup {
+    pub index: u32,
+    pub shards: u32,
+    pub cpu: Option<usize>,
+    pub server: ServerConfig,
+    pub listener: OwnedFd,
+    pub layout: Layout,
+    pub store_options: StoreOptions,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<ShardMetrics>,
+    pub all_metrics: Arc<Vec<Arc<ShardMetrics>>>,
+    pub waker: Arc<ShardWaker>,
+    pub mesh: Mesh,
+}
+
+/// What a timer entry is for.
+#[derive(Clone, Copy, Debug)]
+enum Timer {
+    Conn { index: u32, generation: u32 },
+    Sweep,
+}
+
+/// A forwarded request's reply, held until the owner's write is durable.
+struct HeldReply {
+    seq: Seq,
+    to: u32,
+    token: u64,
+    bytes: Vec<u8>,
+}
+
+/// One shard. Owned by, and only ever touched from, its own thread.
+pub struct Shard {
+    index: u32,
+    shards: u32,
+    ring: Ring,
+    listener: OwnedFd,
+    conns: conns::ConnTable,
+    store: ShardStore,
+    objects: Objects,
+    registry: Arc<Registry>,
+    mesh: Mesh,
+    waker: Arc<ShardWaker>,
+    timers: TimerWheel<Timer>,
+    server: ServerConfig,
+    limits: Limits,
+    metrics: Arc<ShardMetrics>,
+    all_metrics: Arc<Vec<Arc<ShardMetrics>>>,
+    /// Reused for every object response.
+    res: Response,
+    /// Reused for percent-decoding object names.
+    name_buf: Vec<u8>,
+    completions: Vec<Completion>,
+    inbound: Vec<MeshMsg>,
+    fired: Vec<Timer>,
+    /// Connections to look at before the turn ends (send, close, re-arm).
+    dirty: Vec<u32>,
+    /// Connections whose output waits behind the gate.
+    gated: Vec<u32>,
+    held_replies: VecDeque<HeldReply>,
+    /// The eventfd read's target; boxed so its address is stable.
+    wake_buf: Box<u64>,
+    accept_armed: bool,
+    started: Instant,
+    /// Milliseconds since the shard started (monotonic), for timers.
+    mono_ms: u64,
+    /// Milliseconds since the Unix epoch, for objects.
+    wall_ms: u64,
+}
+
+/// Runs shard `setup.index` until the process ends. `ready` is called once
+/// the shard serves.
+pub fn run(setup: ShardSetup, ready: impl FnOnce(Result<(), String>)) {
+    if let Some(cpu) = setup.cpu {
+        if let Err(e) = pin_to_cpu(cpu) {
+            ready(Err(format!(
+                "shard {}: cannot pin to CPU {cpu}: {e}",
+                setup.index
+            )));
+            return;
+        }
+    }
+    let mut shard = match Shard::new(setup) {
+        Ok(shard) => shard,
+        Err(e) => {
+            ready(Err(e));
+            return;
+        }
+    };
+    if let Err(e) = shard.arm_initial() {
+        ready(Err(format!("shard {}: {e}", shard.index)));
+        return;
+    }
+    ready(Ok(()));
+    if let Err(e) = shard.run_loop() {
+        // Losing a shard's loop or its store loses availability of its
+        // objects; durin stops rather than serve part of the key space or
+        // acknowledge writes it could not persist.
+        eprintln!("durin: shard {} stopped: {e}", shard.index);
+        std::process::exit(70);
+    }
+}
+
+fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET writes within it
+    // for any cpu below CPU_SETSIZE, which the CLI checks.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+impl Shard {
+    fn new(setup: ShardSetup) -> Result<Shard, String> {
+        let index = setup.index;
+        let ring =
+            Ring::new(RING_ENTRIES).map_err(|e| format!("shard {index}: io_uring setup: {e}"))?;
+        let committer_waker = Arc::clone(&setup.waker);
+        let store = ShardStore::open(
+            &setup.layout,
+            index,
+            setup.shards,
+            setup.store_options.clone(),
+            Box::new(move || committer_waker.wake()),
+        )
+        .map_err(|e| format!("shard {index}: opening storage: {e}"))?;
+        let limits = Limits {
+            header_bytes_max: setup.server.header_bytes_max,
+            body_bytes_max: setup.server.body_bytes_max,
+        };
+        let started = Instant::now();
+        Ok(Shard {
+            index,
+            shards: setup.shards,
+            ring,
+            listener: setup.listener,
+            conns: conns::ConnTable::new(setup.server.connections_max_per_shard),
+            store,
+            objects: Objects::default(),
+            registry: setup.registry,
+            mesh: setup.mesh,
+            waker: setup.waker,
+            timers: TimerWheel::new(TIMER_TICK_MS, TIMER_SLOTS, 0),
+            server: setup.server,
+            limits,
+            metrics: setup.metrics,
+            all_metrics: setup.all_metrics,
+            res: Response::default(),
+            name_buf: Vec::new(),
+            completions: Vec::with_capacity(1024),
+            inbound: Vec::with_capacity(1024),
+            fired: Vec::new(),
+            dirty: Vec::new(),
+            gated: Vec::new(),
+            held_replies: VecDeque::new(),
+            wake_buf: Box::new(0),
+            accept_armed: false,
+            started,
+            mono_ms: 0,
+            wall_ms: wall_clock_ms(),
+        })
+    }
+
+    fn arm_initial(&mut self) -> std::io::Result<()> {
+        self.arm_accept()?;
+        self.arm_wake()?;
+        self.timers.insert(SWEEP_INTERVAL_MS, Timer::Sweep);
+        self.ring.submit()?;
+        Ok(())
+    }
+
+    fn arm_accept(&mut self) -> std::io::Result<()> {
+        let entry = opcode::AcceptMulti::new(types::Fd(self.listener.as_raw_fd()))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(durin_net::Token::new(kind::ACCEPT, 0, 0).0);
+        self.accept_armed = true;
+        self.ring.push(entry)
+    }
+
+    fn arm_wake(&mut self) -> std::io::Result<()> {
+        let fd = self.waker.eventfd().raw();
+        let buf: *mut u64 = &mut *self.wake_buf;
+        let entry = opcode::Read::new(types::Fd(fd), buf.cast::<u8>(), 8)
+            .build()
+            .user_data(durin_net::Token::new(kind::WAKE, 0, 0).0);
+        self.ring.push(entry)
+    }
+
+    fn tick_clock(&mut self) {
+        self.mono_ms = self.started.elapsed().as_millis() as u64;
+        self.wall_ms = wall_clock_ms();
+    }
+
+    fn run_loop(&mut self) -> Result<(), String> {
+        loop {
+            self.tick_clock();
+            metrics::add(&self.metrics.loop_turns_total, 1);
+            let mut completions = std::mem::take(&mut self.completions);
+            self.ring.drain_completions(&mut completions);
+            for completion in completions.drain(..) {
+                self.on_completion(completion)
+                    .map_err(|e| format!("ring: {e}"))?;
+            }
+            self.completions = completions;
+            self.drain_mesh();
+            self.poll_store()?;
+            self.fire_timers();
+            self.store.flush();
+            self.service_dirty().map_err(|e| format!("ring: {e}"))?;
+            self.mesh.flush();
+            self.publish_metrics();
+            self.wait().map_err(|e| format!("ring: {e}"))?;
+        }
+    }
+
+    /// Submits what the turn queued and blocks until there is work.
+    fn wait(&mut self) -> std::io::Result<()> {
+        if self.mesh.has_inbound() || self.store.durable_ready() {
+            self.ring.submit()?;
+            return Ok(());
+        }
+        self.waker.prepare_sleep();
+        if self.mesh.has_inbound() || self.store.durable_ready() {
+            self.waker.awake();
+            self.ring.submit()?;
+            return Ok(());
+        }
+        let mut timeout = self
+            .timers
+            .next_deadline()
+            .map(|d| Duration::from_millis(d.saturating_sub(self.mono_ms)));
+        if self.mesh.has_backlog() {
+            // A peer's queue was full; nothing will wake us when it drains.
+            timeout = Some(timeout.map_or(Duration::from_millis(1), |t| {
+                t.min(Duration::from_millis(1))
+            }));
+        }
+        metrics::add(&self.metrics.loop_sleeps_total, 1);
+        let result = self.ring.submit_and_wait(timeout);
+        self.waker.awake();
+        result
+    }
+
+    fn on_completion(&mut self, c: Completion) -> std::io::Result<()> {
+        match c.token.kind() {
+            kind::ACCEPT => self.on_accept(c),
+            kind::RECV => self.on_recv(c),
+            kind::SEND => self.on_send(c),
+            kind::WAKE => self.arm_wake(),
+            // Cancellations, closes and rejections need no follow-up: the
+            // connection's slot was already settled.
+            kind::CANCEL | kind::CLOSE | kind::REJECT => Ok(()),
+            other => {
+                debug_assert!(false, "unknown completion kind {other}");
+                Ok(())
+            }
+        }
+    }
+
+    fn drain_mesh(&mut self) {
+        let mut inbound = std::mem::take(&mut self.inbound);
+        self.mesh.drain_into(&mut inbound);
+        for msg in inbound.drain(..) {
+            match msg {
+                MeshMsg::HttpRequest { from, token, bytes } => {
+                    self.serve_forwarded(from, token, bytes)
+                }
+                MeshMsg::HttpReply { token, bytes } => self.on_reply(token, bytes),
+            }
+        }
+        self.inbound = inbound;
+    }
+
+    /// Takes the committer's answer and releases what waited for it.
+    fn poll_store(&mut self) -> Result<(), String> {
+        let advanced = self
+            .store
+            .poll_durable()
+            .map_err(|e| format!("storage: {e}"))?;
+        if !advanced {
+            return Ok(());
+        }
+        let durable = self.store.durable_seq();
+        while self.held_replies.front().is_some_and(|h| h.seq <= durable) {
+            let held = self.held_replies.pop_front().expect("checked above");
+            self.mesh.send(
+                held.to,
+                MeshMsg::HttpReply {
+                    token: held.token,
+                    bytes: held.bytes,
+                },
+            );
+        }
+        let gated = std::mem::take(&mut self.gated);
+        self.dirty.extend_from_slice(&gated);
+        self.gated = gated;
+        self.gated.clear();
+        Ok(())
+    }
+
+    fn fire_timers(&mut self) {
+        let mut fired = std::mem::take(&mut self.fired);
+        self.timers.advance(self.mono_ms, &mut fired);
+        for timer in fired.drain(..) {
+            match timer {
+                Timer::Sweep => {
+                    let durable = self.store.durable_seq();
+                    let evicted = self.objects.sweep(&self.registry, self.wall_ms, durable);
+                    metrics::add(&self.metrics.objects_evicted_total, evicted);
+                    self.timers
+                        .insert(self.mono_ms + SWEEP_INTERVAL_MS, Timer::Sweep);
+                }
+                Timer::Conn { index, generation } => self.on_conn_timer(index, generation),
+            }
+        }
+        self.fired = fired;
+    }
+
+    fn publish_metrics(&self) {
+        let stats = self.store.stats();
+        let m = &self.metrics;
+        metrics::set(&m.storage_writes_total, stats.writes_total);
+        metrics::set(
+            &m.storage_groups_committed_total,
+            stats.groups_committed_total,
+        );
+        metrics::set(
+            &m.storage_group_writes_committed_total,
+            stats.group_writes_committed_total,
+        );
+        metrics::set(&m.objects_live, self.objects.len() as u64);
+        metrics::set(&m.connections_open, self.conns.open() as u64);
+    }
+}
+
+fn wall_clock_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,539 @@
+//! Starts the real `durin` binary and talks to it.
+//!
+//! A [`Server`] owns a temporary directory (data directory and config file)
+//! and the child process. It waits for the one stdout line the server prints
+//! once every shard is serving, keeps draining stdout and stderr so the child
+//! never blocks on a full pipe, and kills the child with SIGKILL when dropped.
+//! It can be killed and restarted on the same data directory, with another
+//! core count, to check what survives.
+//!
+//! ```ignore
+//! let server = Server::builder().cores(2).config("[server]\nbody_bytes_max = 10").start();
+//! let mut conn = server.connect();
+//! assert_eq!(conn.get("/healthz").text(), "ok");
+//! ```
+
+#![allow(dead_code)]
+
+pub mod http;
+pub mod json;
+
+pub use http::{Conn, Response};
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a server may take from spawn to its "listening" line. Generous,
+/// because tests run in parallel on small machines with debug builds.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long a CLI invocation that should exit at once may run.
+pub const CLI_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The prefix of the one line the server prints to stdout when ready.
+pub const READY_PREFIX: &str = "durin listening on http://";
+
+/// Only the tail of the server's stderr is kept, so a chatty server cannot
+/// make a test's memory grow without bound.
+const STDERR_KEPT_BYTES_MAX: usize = 256 * 1024;
+
+const CONFIG_FILE_NAME: &str = "durin.toml";
+const DATA_DIR_NAME: &str = "data";
+
+/// Path of the `durin` binary cargo built for this test run.
+pub fn bin_path() -> &'static str {
+    env!("CARGO_BIN_EXE_durin")
+}
+
+/// Settings for a server about to be started.
+pub struct ServerBuilder {
+    cores: usize,
+    config_toml: Option<String>,
+}
+
+impl ServerBuilder {
+    pub fn cores(mut self, cores: usize) -> Self {
+        self.cores = cores;
+        self
+    }
+
+    /// TOML written to a file in the server's temp dir and passed as `--config`.
+    pub fn config(mut self, toml: &str) -> Self {
+        self.config_toml = Some(toml.to_string());
+        self
+    }
+
+    pub fn start(self) -> Server {
+        let dir = tempfile::Builder::new()
+            .prefix("durin-it-")
+            .tempdir()
+            .expect("a temp dir can be created");
+        let config_path = self.config_toml.map(|toml| {
+            let path = dir.path().join(CONFIG_FILE_NAME);
+            std::fs::write(&path, toml).expect("the config file can be written");
+            path
+        });
+        let running = Running::spawn(dir.path(), self.cores, config_path.as_deref());
+        Server {
+            dir,
+            cores: self.cores,
+            config_path,
+            running: Some(running),
+        }
+    }
+}
+
+/// A running (or killed, awaiting restart) `durin serve` child process.
+pub struct Server {
+    dir: tempfile::TempDir,
+    cores: usize,
+    config_path: Option<PathBuf>,
+    running: Option<Running>,
+}
+
+impl Server {
+    /// Defaults: `--cores 2`, no config file.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            cores: 2,
+            config_toml: None,
+        }
+    }
+
+    pub fn start(cores: usize) -> Server {
+        Server::builder().cores(cores).start()
+    }
+
+    pub fn start_with_config(cores: usize, toml: &str) -> Server {
+        Server::builder().cores(cores).config(toml).start()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.running().addr
+    }
+
+    pub fn cores(&self) -> usize {
+        self.cores
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join(DATA_DIR_NAME)
+    }
+
+    /// The exact line the server printed when it became ready.
+    pub fn ready_line(&self) -> &str {
+        &self.running().ready_line
+    }
+
+    /// Lines the server printed to stdout before the ready line.
+    pub fn stdout_before_ready(&self) -> &[String] {
+        &self.running().stdout_before_ready
+    }
+
+    /// Lines the server printed to stdout after the ready line, so far.
+    pub fn stdout_after_ready(&self) -> Vec<String> {
+        let lines = self
+            .running()
+            .stdout_lines
+            .as_ref()
+            .expect("set once ready");
+        lines.try_iter().collect()
+    }
+
+    /// The tail of everything the server wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        match &self.running {
+            Some(running) => running.stderr_text(),
+            None => String::new(),
+        }
+    }
+
+    /// Opens a new keep-alive connection; panics with the server's stderr if
+    /// the connection is refused.
+    pub fn connect(&self) -> Conn {
+        let addr = self.addr();
+        match Conn::connect(addr) {
+            Ok(conn) => conn,
+            Err(error) => panic!(
+                "connecting to {addr} failed: {error}\n--- server stderr ---\n{}",
+                self.stderr()
+            ),
+        }
+    }
+
+    /// SIGKILL and wait: nothing gets a chance to flush or shut down.
+    pub fn kill9(&mut self) {
+        if let Some(mut running) = self.running.take() {
+            running.kill9();
+        }
+    }
+
+    /// Kills the server if it runs, then starts it again on the same data
+    /// directory and config file with `cores` shards. The port changes.
+    pub fn restart(&mut self, cores: usize) {
+        self.kill9();
+        self.cores = cores;
+        self.running = Some(Running::spawn(
+            self.dir.path(),
+            cores,
+            self.config_path.as_deref(),
+        ));
+    }
+
+    /// Panics, with the server's stderr, if the process has exited: errors a
+    /// client can cause must never stop the server.
+    pub fn assert_alive(&mut self) {
+        let running = self.running.as_mut().expect("the server was started");
+        if let Some(status) = running.child.try_wait().expect("try_wait works") {
+            panic!(
+                "the server exited ({status}) but should still be serving\n--- server stderr ---\n{}",
+                running.stderr_text()
+            );
+        }
+    }
+
+    fn running(&self) -> &Running {
+        self.running
+            .as_ref()
+            .expect("the server is running (call restart after kill9)")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut running) = self.running.take() {
+            if thread::panicking() {
+                let exited = running.child.try_wait().ok().flatten();
+                eprintln!(
+                    "--- durin server (exit: {exited:?}) stderr tail ---\n{}\n--- end of server stderr ---",
+                    running.stderr_text()
+                );
+            }
+            running.kill9();
+        }
+    }
+}
+
+/// One spawned child process and the threads draining its pipes.
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+    ready_line: String,
+    stdout_before_ready: Vec<String>,
+    /// Later stdout lines; set once the server is ready.
+    stdout_lines: Option<mpsc::Receiver<String>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Running {
+    fn spawn(dir: &Path, cores: usize, config: Option<&Path>) -> Running {
+        let mut command = Command::new(bin_path());
+        command
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.join(DATA_DIR_NAME))
+            .args(["--cores", &cores.to_string(), "--no-pin"]);
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        command
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|error| panic!("spawning {} failed: {error}", bin_path()));
+
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stderr_pipe = child.stderr.take().expect("stderr is piped");
+        let stderr_drain = drain_to_tail(stderr_pipe, Arc::clone(&stderr));
+        let stdout_pipe = child.stdout.take().expect("stdout is piped");
+        let lines = forward_lines(stdout_pipe);
+
+        let mut running = Running {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ready_line: String::new(),
+            stdout_before_ready: Vec::new(),
+            stdout_lines: None,
+            stderr,
+        };
+        running.wait_ready(&lines, stderr_drain);
+        running.stdout_lines = Some(lines);
+        running
+    }
+
+    /// Reads stdout lines until the ready line; fails with the server's
+    /// stderr if it exits first or takes longer than [`STARTUP_TIMEOUT`].
+    fn wait_ready(&mut self, lines: &mpsc::Receiver<String>, stderr_drain: thread::JoinHandle<()>) {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            match lines.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix(READY_PREFIX) {
+                        match rest.parse() {
+                            Ok(addr) => self.addr = addr,
+                            Err(error) => self.fail_start(&format!(
+                                "the ready line {line:?} does not end in an address ({error})"
+                            )),
+                        }
+                        self.ready_line = line;
+                        return;
+                    }
+                    self.stdout_before_ready.push(line);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(status) = self.child.try_wait().expect("try_wait works") {
+                        self.fail_exited(status, stderr_drain);
+                    }
+                    if Instant::now() >= deadline {
+                        self.fail_start(&format!(
+                            "no ready line within {STARTUP_TIMEOUT:?}; stdout so far: {:?}",
+                            self.stdout_before_ready
+                        ));
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // stdout closed: the process is exiting; give it a moment.
+                    let status = wait_with_deadline(&mut self.child, Duration::from_secs(5));
+                    match status {
+                        Some(status) => self.fail_exited(status, stderr_drain),
+                        None => self.fail_start("stdout closed before the ready line"),
+                    }
+                }
+            }
+        }
+    }
+
+    fn fail_exited(&mut self, status: ExitStatus, stderr_drain: thread::JoinHandle<()>) -> ! {
+        // The pipe closes when the process exits, so the drain finishes.
+        let _ = stderr_drain.join();
+        panic!(
+            "durin serve exited ({status}) before it was ready; stdout: {:?}\n--- server stderr ---\n{}",
+            self.stdout_before_ready,
+            self.stderr_text()
+        );
+    }
+
+    fn fail_start(&mut self, why: &str) -> ! {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        panic!(
+            "durin serve did not start: {why}\n--- server stderr ---\n{}",
+            self.stderr_text()
+        );
+    }
+
+    fn kill9(&mut self) {
+        // Child::kill sends SIGKILL on Unix; an already-exited child is fine.
+        let _ = self.child.kill();
+        self.child
+            .wait()
+            .expect("waiting for the killed server works");
+    }
+
+    fn stderr_text(&self) -> String {
+        let bytes = self.stderr.lock().expect("stderr lock is not poisoned");
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+/// Copies a pipe into a buffer that keeps only the last
+/// [`STDERR_KEPT_BYTES_MAX`] bytes.
+fn drain_to_tail(
+    mut pipe: impl Read + Send + 'static,
+    tail: Arc<Mutex<Vec<u8>>>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match pipe.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    let mut kept = tail.lock().expect("stderr lock is not poisoned");
+                    kept.extend_from_slice(&chunk[..n]);
+                    if kept.len() > STDERR_KEPT_BYTES_MAX {
+                        let excess = kept.len() - STDERR_KEPT_BYTES_MAX;
+                        kept.drain(..excess);
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Sends every stdout line to the returned channel and keeps draining the
+/// pipe after the receiver is gone.
+fn forward_lines(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (sender, receiver) = mpsc::channel();
+    thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&line);
+                    let text = text.trim_end_matches(['\n', '\r']).to_string();
+                    let _ = sender.send(text);
+                }
+            }
+        }
+    });
+    receiver
+}
+
+fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait works") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// What a CLI invocation that exits on its own produced.
+#[derive(Debug)]
+pub struct CliOutput {
+    /// `None` when the process was ended by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `durin ARGS...` and waits for it to exit; panics if it is still
+/// running after [`CLI_TIMEOUT`] (it probably started serving instead of
+/// rejecting its arguments).
+pub fn run_cli(args: &[&str]) -> CliOutput {
+    let mut child = Command::new(bin_path())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("spawning {} failed: {error}", bin_path()));
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let stdout_drain = drain_to_tail(child.stdout.take().expect("piped"), Arc::clone(&stdout));
+    let stderr_drain = drain_to_tail(child.stderr.take().expect("piped"), Arc::clone(&stderr));
+    let status = wait_with_deadline(&mut child, CLI_TIMEOUT);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let _ = stdout_drain.join();
+    let _ = stderr_drain.join();
+    let text = |buffer: &Arc<Mutex<Vec<u8>>>| {
+        String::from_utf8_lossy(&buffer.lock().expect("lock is not poisoned")).into_owned()
+    };
+    let output = CliOutput {
+        code: status.and_then(|status| status.code()),
+        stdout: text(&stdout),
+        stderr: text(&stderr),
+    };
+    assert!(
+        status.is_some(),
+        "`durin {}` was still running after {CLI_TIMEOUT:?}; killed it. Output: {output:?}",
+        args.join(" ")
+    );
+    output
+}
+
+/// Polls `check` every 20 ms until it returns true or `timeout` passes.
+pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `POST /counter/{name}/increment`: checks the response is 200 with
+/// `{"value": N}` and returns N.
+pub fn increment(conn: &mut Conn, name: &str) -> u64 {
+    let response = conn.post(&format!("/counter/{name}/increment"), b"");
+    counter_value_of(&response, &format!("increment of counter {name:?}"))
+}
+
+/// `GET /counter/{name}`: checks the response is 200 with `{"value": N}` and
+/// returns N.
+pub fn counter_value(conn: &mut Conn, name: &str) -> u64 {
+    let response = conn.get(&format!("/counter/{name}"));
+    counter_value_of(&response, &format!("GET of counter {name:?}"))
+}
+
+/// Checks a counter response's status, type and shape and returns its value.
+pub fn counter_value_of(response: &Response, context: &str) -> u64 {
+    assert_eq!(response.status, 200, "{context}: {response}");
+    response.assert_json_content_type();
+    let body = response.json();
+    body.assert_keys(&["value"]);
+    body.u64_field("value")
+}
+
+/// An already-open keep-alive connection that a test uses before and after
+/// doing something nasty on another connection, to check the nasty thing
+/// disturbed nobody else.
+pub struct Bystander {
+    conn: Conn,
+    counter: String,
+    value: u64,
+}
+
+impl Bystander {
+    /// Connects and makes one round trip, so the connection is established
+    /// and served before the test goes on.
+    pub fn open(server: &Server, counter: &str) -> Bystander {
+        let mut bystander = Bystander {
+            conn: server.connect(),
+            counter: counter.to_string(),
+            value: 0,
+        };
+        bystander.check("when first opened");
+        bystander
+    }
+
+    /// `GET /healthz` and one increment on the same connection.
+    pub fn check(&mut self, context: &str) {
+        let health = self
+            .conn
+            .try_request("GET", "/healthz", &[], b"")
+            .unwrap_or_else(|error| {
+                panic!("bystander connection {context}: GET /healthz: {error}")
+            });
+        assert_eq!(
+            (health.status, health.text().as_str()),
+            (200, "ok"),
+            "bystander connection {context}: GET /healthz gave {health}"
+        );
+        let path = format!("/counter/{}/increment", self.counter);
+        let response = self
+            .conn
+            .try_request("POST", &path, &[], b"")
+            .unwrap_or_else(|error| panic!("bystander connection {context}: POST {path}: {error}"));
+        let value = counter_value_of(&response, &format!("bystander connection {context}"));
+        assert_eq!(
+            value,
+            self.value + 1,
+            "bystander connection {context}: counter value"
+        );
+        self.value = value;
+    }
+}

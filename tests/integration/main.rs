@@ -1,0 +1,24 @@
+//! Integration tests that start the real `durin` binary and talk to it over
+//! HTTP/1.1, one server per test, each on its own port and data directory.
+//!
+//! Each module is named for the behaviour it pins down. The harness lives in
+//! `harness.rs`; it owns the child process, a tiny blocking HTTP/1.1 client
+//! and a minimal JSON reader, so the tests depend on no HTTP or JSON crate.
+
+mod harness;
+
+mod bad_input;
+mod cli_validation;
+mod connection_cap;
+mod counter_basics;
+mod counter_survives_sigkill;
+mod cross_shard_concurrency;
+mod header_timeout;
+mod http_keepalive_pipelining;
+mod object_names;
+mod ratelimit_config;
+mod ratelimit_survives_sigkill;
+mod ratelimit_window;
+mod restart_with_other_core_count;
+mod startup_and_health;
+mod unknown_routes;
