@@ -17,6 +17,7 @@
 #   WORKLOADS ("ceiling durin-uniform durin-hot") to run a subset,
 #   WRK_CPUS (auto) CPUs for wrk: "auto" puts wrk on the CPUs the servers do
 #   not use when there are any, else it shares them; "all" never separates,
+#   REPORTS_DIR (unset) keeps every raw wrk report and server stderr there,
 #   DATA_ROOT ($TMPDIR or /tmp) where durin's data directories go: put it on
 #   the disk you mean to measure, since a tmpfs makes fsync free.
 set -euo pipefail
@@ -219,6 +220,15 @@ for ((run = 1; run <= RUNS; run++)); do
     read -r rps p50 p99 non2xx errors <<<"$result"
     stop_server
     rm -rf "$TMP/data-$workload-$run"
+    if ((errors > 0)); then
+      log "run $run/$RUNS $workload: $(grep 'Socket errors:' "$TMP/$workload.$run.wrk" | sed 's/^ *//')"
+    fi
+    if [[ -n ${REPORTS_DIR:-} ]]; then
+      mkdir -p "$REPORTS_DIR"
+      cp "$TMP/$workload.$run.wrk" "$REPORTS_DIR/"
+      server=${workload%%-*}
+      cp "$TMP/$server.stderr" "$REPORTS_DIR/$workload.$run.stderr"
+    fi
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$rps" "$p50" "$p99" "$non2xx" "$errors" >>"$RESULTS"
     log "run $run/$RUNS $workload: $rps req/s, p50 ${p50}us, p99 ${p99}us, non-2xx $non2xx, socket errors $errors"
   done

@@ -45,3 +45,8 @@ pub mod shard;
 pub mod timer;
 
 pub use id::ObjectId;
+
+/// The README's Rust examples compile as doctests, so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

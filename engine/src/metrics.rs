@@ -63,6 +63,8 @@ shard_metrics! {
     storage_groups_committed_total,
     /// Writes in those groups, after deduplication.
     storage_group_writes_committed_total,
+    /// Nanoseconds the committer spent writing and syncing groups.
+    storage_commit_ns_total,
     /// Loop turns.
     loop_turns_total,
     /// Times the loop blocked waiting for the ring.

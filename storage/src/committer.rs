@@ -32,6 +32,8 @@ pub(crate) struct Group {
 pub(crate) struct Done {
     pub group: Group,
     pub result: Result<(), String>,
+    /// Time spent writing and syncing the group.
+    pub commit_ns: u64,
 }
 
 pub(crate) struct Committer {
@@ -46,8 +48,10 @@ impl Committer {
     /// Runs until the shard drops its end of the channel.
     pub fn run(self) {
         while let Ok(group) = self.groups.recv() {
+            let started = std::time::Instant::now();
             let result = self.commit(&group);
-            if self.done.send(Done { group, result }).is_err() {
+            let commit_ns = started.elapsed().as_nanos() as u64;
+            if self.done.send(Done { group, result, commit_ns }).is_err() {
                 return;
             }
             (self.waker)();

@@ -87,6 +87,8 @@ pub struct StoreStats {
     pub writes_total: u64,
     pub groups_committed_total: u64,
     pub group_writes_committed_total: u64,
+    /// Nanoseconds the committer spent writing and syncing groups.
+    pub commit_ns_total: u64,
 }
 
 /// One shard's storage. It lives on its shard's thread; only the committer
@@ -333,7 +335,8 @@ impl ShardStore {
     }
 
     fn complete(&mut self, done: Done) -> Result<bool, Error> {
-        let Done { mut group, result } = done;
+        let Done { mut group, result, commit_ns } = done;
+        self.stats.commit_ns_total += commit_ns;
         if let Err(reason) = result {
             return Err(Error::CommitFailed {
                 seq: group.seq,

@@ -404,6 +404,7 @@ impl Shard {
             &m.storage_group_writes_committed_total,
             stats.group_writes_committed_total,
         );
+        metrics::set(&m.storage_commit_ns_total, stats.commit_ns_total);
         metrics::set(&m.objects_live, self.objects.len() as u64);
         metrics::set(&m.connections_open, self.conns.open() as u64);
     }
