@@ -27,7 +27,8 @@ struct Guestbook {
 
 impl Guestbook {
     fn save(&self, ctx: &mut Context<'_>) {
-        ctx.storage().put(b"names", self.names.join("\n").as_bytes());
+        ctx.storage()
+            .put(b"names", self.names.join("\n").as_bytes());
     }
 }
 
@@ -35,7 +36,10 @@ impl DurableObject for Guestbook {
     fn fetch(&mut self, req: &Request<'_>, res: &mut Response, ctx: &mut Context<'_>) {
         match (req.method, req.path) {
             ("POST", "/sign") => {
-                let name = req.query.and_then(|q| q.strip_prefix("name=")).unwrap_or("anonymous");
+                let name = req
+                    .query
+                    .and_then(|q| q.strip_prefix("name="))
+                    .unwrap_or("anonymous");
                 if name.len() > NAME_BYTES_MAX || name.contains('\n') {
                     res.text(400, "name too long");
                 } else if self.names.len() >= SIGNATURES_MAX {
@@ -60,9 +64,18 @@ struct GuestbookClass;
 
 impl ObjectClass for GuestbookClass {
     fn create(&self, _id: &ObjectId, ctx: &mut Context<'_>) -> Box<dyn DurableObject> {
-        let stored = ctx.storage().get(b"names").ok().flatten().unwrap_or_default();
+        let stored = ctx
+            .storage()
+            .get(b"names")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let text = String::from_utf8_lossy(&stored);
-        let names = text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
+        let names = text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
         Box::new(Guestbook { names })
     }
 }

@@ -65,10 +65,7 @@ pub fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
             let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
             Ok(SocketAddr::from((ip, u16::from_be(sin6.sin6_port))))
         }
-        _ => Err(io::Error::new(
-            io::ErrorKind::Other,
-            "unknown address family",
-        )),
+        _ => Err(io::Error::other("unknown address family")),
     }
 }
 

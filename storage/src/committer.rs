@@ -51,7 +51,15 @@ impl Committer {
             let started = std::time::Instant::now();
             let result = self.commit(&group);
             let commit_ns = started.elapsed().as_nanos() as u64;
-            if self.done.send(Done { group, result, commit_ns }).is_err() {
+            if self
+                .done
+                .send(Done {
+                    group,
+                    result,
+                    commit_ns,
+                })
+                .is_err()
+            {
                 return;
             }
             (self.waker)();

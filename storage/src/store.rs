@@ -335,7 +335,11 @@ impl ShardStore {
     }
 
     fn complete(&mut self, done: Done) -> Result<bool, Error> {
-        let Done { mut group, result, commit_ns } = done;
+        let Done {
+            mut group,
+            result,
+            commit_ns,
+        } = done;
         self.stats.commit_ns_total += commit_ns;
         if let Err(reason) = result {
             return Err(Error::CommitFailed {

@@ -50,6 +50,11 @@ impl Objects {
         self.index.len()
     }
 
+    /// Whether no object is in memory.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
     /// Runs `fetch` on the object `id` of class `class`, creating it first
     /// if it is not in memory. A panic in the constructor or the handler is
     /// caught: the response becomes a 500 and the object is dropped, so the
