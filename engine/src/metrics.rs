@@ -59,12 +59,12 @@ shard_metrics! {
     connections_timed_out_total,
     /// Storage writes made by objects.
     storage_writes_total,
-    /// Groups committed durably.
+    /// Groups made durable (one log write and sync each).
     storage_groups_committed_total,
     /// Writes in those groups, after deduplication.
     storage_group_writes_committed_total,
-    /// Nanoseconds the committer spent writing and syncing groups.
-    storage_commit_ns_total,
+    /// Nanoseconds the applier spent inserting durable groups into fjall.
+    storage_apply_ns_total,
     /// Loop turns.
     loop_turns_total,
     /// Times the loop blocked waiting for the ring.

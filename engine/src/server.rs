@@ -168,6 +168,10 @@ impl ServerBuilder {
         let partitions = options.partitions.unwrap_or(shards as u32);
         let layout =
             Layout::open_or_create(&options.data_dir, partitions).map_err(ServerError::Storage)?;
+        let replayed = durin_storage::wal::recover(&layout).map_err(ServerError::Storage)?;
+        if replayed > 0 {
+            log::info!("replayed {replayed} groups from the write-ahead log");
+        }
         let (listeners, addr) = bind_listeners(options.listen, shards)?;
         let wakers: Vec<Arc<ShardWaker>> = (0..shards)
             .map(|_| ShardWaker::new().map(Arc::new))

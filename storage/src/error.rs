@@ -14,11 +14,12 @@ pub enum Error {
     Layout { path: PathBuf, reason: String },
     /// fjall reported an error.
     Fjall(fjall::Error),
-    /// Committing a group failed. The store cannot know what reached the
-    /// disk, so nothing of the group may be acknowledged.
+    /// Writing or syncing a group's log record failed. The store cannot
+    /// know what reached the disk, so nothing of the group may be
+    /// acknowledged.
     CommitFailed { seq: u64, reason: String },
-    /// The committer thread is gone.
-    CommitterGone,
+    /// The applier thread is gone.
+    ApplierGone,
 }
 
 impl fmt::Display for Error {
@@ -32,7 +33,7 @@ impl fmt::Display for Error {
             Error::CommitFailed { seq, reason } => {
                 write!(f, "commit of group {seq} failed: {reason}")
             }
-            Error::CommitterGone => write!(f, "the committer thread stopped"),
+            Error::ApplierGone => write!(f, "the applier thread stopped"),
         }
     }
 }

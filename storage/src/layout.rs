@@ -95,6 +95,11 @@ impl Layout {
         })
     }
 
+    /// The data directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The number of partitions.
     pub fn partitions(&self) -> u32 {
         self.partitions

@@ -1,9 +1,9 @@
 //! Per-shard object storage for durin.
 //!
 //! Every shard owns a [`ShardStore`]: the fjall databases of the storage
-//! partitions assigned to it, an in-memory overlay of writes that are not yet
-//! durable, and a committer thread that makes them durable off the shard's
-//! loop.
+//! partitions assigned to it, an in-memory overlay of writes not yet in
+//! fjall, its own write-ahead log ([`wal`]), and an applier thread that
+//! moves durable writes into fjall off the shard's loop.
 //!
 //! The flow of one write:
 //!
@@ -11,34 +11,30 @@
 //!    once, so the object (and anyone else on the shard) reads it back
 //!    immediately, and the key joins the *open group*. The call returns the
 //!    group's sequence number.
-//! 2. At the end of its loop turn the shard calls [`ShardStore::flush`]. If no
-//!    group is being committed, the open group is handed to the committer
-//!    thread, which writes it to fjall as one batch per partition and syncs
-//!    the journal (`fdatasync`).
-//! 3. The committer reports the group done and calls the shard's waker. The
-//!    shard calls [`ShardStore::poll_durable`], which advances
-//!    [`ShardStore::durable_seq`] and trims the overlay. Output held behind
-//!    the output gate for any sequence number up to it may now leave.
+//! 2. At the end of its loop turn the shard calls [`ShardStore::flush`]. If
+//!    no group is being synced, the open group becomes one log record, and
+//!    the store returns a [`WalWrite`] that the shard submits to its
+//!    io_uring ring as a write linked with an `fdatasync`. The shard keeps
+//!    serving (and filling the next group) meanwhile.
+//! 3. The shard reports the write's and the sync's completions
+//!    ([`ShardStore::on_wal_write`], [`ShardStore::on_wal_sync`]). Once the
+//!    sync succeeds, [`ShardStore::durable_seq`] moves: output held behind
+//!    the output gate for that sequence number may leave.
+//! 4. The durable group goes to the applier, which inserts it into fjall;
+//!    [`ShardStore::poll_applier`] then drops it from the overlay.
 //!
-//! ```no_run
-//! use durin_storage::{Layout, ShardStore, StoreOptions};
-//! let layout = Layout::open_or_create("./data".as_ref(), 2)?;
-//! let mut store = ShardStore::open(&layout, 0, 1, StoreOptions::default(), Box::new(|| {}))?;
-//! let owner = [7u8; 16];
-//! let seq = store.put(&owner, b"count", b"1".to_vec().into_boxed_slice());
-//! assert_eq!(store.get_vec(&owner, b"count")?, Some(b"1".to_vec()));
-//! store.flush();
-//! // ... later, after the waker fired:
-//! store.poll_durable()?;
-//! assert!(store.durable_seq() >= seq || store.durable_seq() < seq);
-//! # Ok::<(), durin_storage::Error>(())
-//! ```
+//! The store does no I/O on the shard's thread after opening: it says what
+//! to write and is told what happened, so the same logic runs under any
+//! driver.
 
-mod committer;
+mod applier;
 mod error;
 mod layout;
 mod store;
+pub mod wal;
 
 pub use error::Error;
 pub use layout::Layout;
-pub use store::{OwnerId, Seq, ShardStore, StoreOptions, StoreStats, Value, Waker};
+pub use store::{
+    OwnerId, Seq, ShardStore, StoreOptions, StoreStats, Value, Waker, WalProgress, WalWrite,
+};

@@ -1,22 +1,75 @@
-//! The shard's store: overlay, open group, and the link to the committer.
+//! The shard's store: overlay, open group, the log, and the applier.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Deref;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::committer::{Committer, Done, Group, GroupWrite};
-use crate::{Error, Layout};
+use crate::applier::{Answer, Applier, Group, GroupWrite, Task};
+use crate::{wal, Error, Layout};
+
+/// The keyspace holding objects' data in every partition.
+pub(crate) const KEYSPACE: &str = "objects";
+/// Durable groups handed to the applier and not yet applied. Past it the
+/// shard makes no new group durable until the applier catches up, which
+/// bounds the overlay.
+pub const APPLY_BACKLOG_MAX: usize = 64;
+
+/// Opens one partition's database.
+pub(crate) fn open_partition(
+    layout: &Layout,
+    partition: u32,
+    worker_threads: usize,
+    cache_bytes: u64,
+) -> Result<fjall::Database, Error> {
+    // The journal is synced only at checkpoints: the shard's own log makes
+    // groups durable.
+    Ok(fjall::Database::builder(layout.partition_dir(partition))
+        .worker_threads(worker_threads.max(1))
+        .cache_size(cache_bytes)
+        .manual_journal_persist(true)
+        .open()?)
+}
+
+/// A log write for the shard's ring: write `len` bytes at `ptr` to `fd` at
+/// `offset`, then `fdatasync` the file (linked, so the sync runs only after
+/// the write succeeded in full).
+#[derive(Debug, Clone, Copy)]
+pub struct WalWrite {
+    pub fd: RawFd,
+    pub ptr: *const u8,
+    pub len: u32,
+    pub offset: u64,
+}
+
+/// What the end of a log sync means.
+#[derive(Debug)]
+pub enum WalProgress {
+    /// The group is durable; [`ShardStore::durable_seq`] moved.
+    Durable,
+    /// A short write broke the link: submit the rest, and sync again.
+    Resubmit(WalWrite),
+}
+
+/// The group whose record is being written and synced.
+struct InFlight {
+    group: Group,
+    /// Bytes of the record the kernel has written so far.
+    written: usize,
+}
 
 /// The 16-byte ID that owns a set of keys (an object's ID).
 pub type OwnerId = [u8; 16];
 /// A group sequence number. Groups are numbered from 1 in commit order;
 /// every write carries the number of the group it joined.
 pub type Seq = u64;
-/// Called by the committer thread after a group is done, to wake the shard.
+/// Called by the applier thread after it answered, to wake the shard.
 pub type Waker = Box<dyn Fn() + Send>;
 
 /// Tuning of a shard's store.
@@ -87,11 +140,11 @@ pub struct StoreStats {
     pub writes_total: u64,
     pub groups_committed_total: u64,
     pub group_writes_committed_total: u64,
-    /// Nanoseconds the committer spent writing and syncing groups.
-    pub commit_ns_total: u64,
+    /// Nanoseconds the applier spent inserting durable groups into fjall.
+    pub apply_ns_total: u64,
 }
 
-/// One shard's storage. It lives on its shard's thread; only the committer
+/// One shard's storage. It lives on its shard's thread; only the applier
 /// thread beside it touches the databases' write path.
 pub struct ShardStore {
     layout: Layout,
@@ -99,19 +152,30 @@ pub struct ShardStore {
     overlay: Overlay,
     open: Vec<GroupWrite>,
     open_seq: Seq,
-    in_flight: Option<Seq>,
+    in_flight: Option<InFlight>,
     durable_seq: Seq,
-    groups: Option<Sender<Group>>,
-    done: Receiver<Done>,
+    /// The record being written, stable in memory until its sync completes.
+    wal_buf: Vec<u8>,
+    wal_file: File,
+    wal_path: PathBuf,
+    wal_offset: u64,
+    wal_segment: u64,
+    /// The next segment, once the applier has created it.
+    next_segment: Option<File>,
+    apply_backlog: usize,
+    tasks: Option<Sender<Task>>,
+    answers: Receiver<Answer>,
     spare: Vec<Vec<GroupWrite>>,
     scratch: Vec<u8>,
-    committer: Option<JoinHandle<()>>,
+    shard: u32,
+    applier: Option<JoinHandle<()>>,
     stats: StoreStats,
 }
 
 impl ShardStore {
-    /// Opens the partitions that shard `shard` of `shards` owns and starts
-    /// its committer thread.
+    /// Opens the partitions that shard `shard` of `shards` owns, starts a
+    /// fresh log, and starts its applier thread. The log of earlier runs
+    /// must have been replayed by [`wal::recover`] first.
     pub fn open(
         layout: &Layout,
         shard: u32,
@@ -127,32 +191,35 @@ impl ShardStore {
             if Layout::shard_of_partition(partition, shards) != shard {
                 continue;
             }
-            let db = fjall::Database::builder(layout.partition_dir(partition))
-                .worker_threads(options.worker_threads_per_partition.max(1))
-                .cache_size(options.cache_bytes_per_partition)
-                .manual_journal_persist(true)
-                .open()?;
-            let keyspace = db.keyspace("objects", fjall::KeyspaceCreateOptions::default)?;
+            let db = open_partition(
+                layout,
+                partition,
+                options.worker_threads_per_partition,
+                options.cache_bytes_per_partition,
+            )?;
+            let keyspace = db.keyspace(KEYSPACE, fjall::KeyspaceCreateOptions::default)?;
             databases[partition as usize] = Some(db);
             keyspaces[partition as usize] = Some(keyspace);
         }
-        let (group_tx, group_rx) = crossbeam_channel::bounded(1);
-        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-        let committer = Committer {
+        let wal_path = wal::segment_path(layout.root(), shard, 0);
+        let wal_file = wal::create_segment(&wal_path)?;
+        let (task_tx, task_rx) = crossbeam_channel::unbounded();
+        let (answer_tx, answer_rx) = crossbeam_channel::unbounded();
+        let applier = Applier {
             keyspaces: keyspaces.clone(),
             databases,
-            groups: group_rx,
-            done: done_tx,
+            tasks: task_rx,
+            answers: answer_tx,
             waker,
         };
         let handle = std::thread::Builder::new()
-            .name(format!("durin-commit-{shard}"))
-            .spawn(move || committer.run())
+            .name(format!("durin-apply-{shard}"))
+            .spawn(move || applier.run())
             .map_err(|source| Error::Io {
-                path: "committer thread".into(),
+                path: "applier thread".into(),
                 source,
             })?;
-        Ok(ShardStore {
+        let store = ShardStore {
             layout: layout.clone(),
             keyspaces,
             overlay: Overlay::default(),
@@ -160,13 +227,36 @@ impl ShardStore {
             open_seq: 1,
             in_flight: None,
             durable_seq: 0,
-            groups: Some(group_tx),
-            done: done_rx,
+            wal_buf: Vec::new(),
+            wal_file,
+            wal_path,
+            wal_offset: 0,
+            wal_segment: 0,
+            next_segment: None,
+            apply_backlog: 0,
+            tasks: Some(task_tx),
+            answers: answer_rx,
             spare: Vec::new(),
             scratch: Vec::new(),
-            committer: Some(handle),
+            shard,
+            applier: Some(handle),
             stats: StoreStats::default(),
-        })
+        };
+        store.send(Task::CreateSegment(wal::segment_path(
+            layout.root(),
+            shard,
+            1,
+        )));
+        Ok(store)
+    }
+
+    fn send(&self, task: Task) {
+        let tasks = self
+            .tasks
+            .as_ref()
+            .expect("the applier channel lives until drop");
+        // A send fails only if the applier died; the next poll reports it.
+        let _ = tasks.send(task);
     }
 
     /// The layout this store was opened with.
@@ -277,10 +367,10 @@ impl ShardStore {
         !self.open.is_empty() || self.in_flight.is_some()
     }
 
-    /// Whether the committer has answered and [`poll_durable`](Self::poll_durable)
+    /// Whether the applier has answered and [`poll_applier`](Self::poll_applier)
     /// would make progress.
-    pub fn durable_ready(&self) -> bool {
-        !self.done.is_empty()
+    pub fn applier_ready(&self) -> bool {
+        !self.answers.is_empty()
     }
 
     /// Counters for metrics.
@@ -288,11 +378,17 @@ impl ShardStore {
         self.stats
     }
 
-    /// Hands the open group to the committer unless one is already being
-    /// committed. Called once per loop turn.
-    pub fn flush(&mut self) {
-        if self.open.is_empty() || self.in_flight.is_some() {
-            return;
+    /// Starts making the open group durable, unless a group is already
+    /// being synced or the applier is too far behind. Called once per loop
+    /// turn; the shard submits the returned write (linked with a sync) to
+    /// its ring and reports the completions to
+    /// [`on_wal_write`](Self::on_wal_write) and [`on_wal_sync`](Self::on_wal_sync).
+    pub fn flush(&mut self) -> Option<WalWrite> {
+        if self.open.is_empty()
+            || self.in_flight.is_some()
+            || self.apply_backlog >= APPLY_BACKLOG_MAX
+        {
+            return None;
         }
         let mut writes = std::mem::replace(&mut self.open, self.spare.pop().unwrap_or_default());
         for write in &mut writes {
@@ -305,90 +401,156 @@ impl ShardStore {
         }
         let seq = self.open_seq;
         self.open_seq += 1;
-        self.in_flight = Some(seq);
-        let sender = self
-            .groups
-            .as_ref()
-            .expect("committer channel lives until drop");
-        if sender.send(Group { seq, writes }).is_err() {
-            // The committer only stops when it panicked; the next poll
-            // reports it.
-            self.in_flight = None;
+        self.wal_buf.clear();
+        wal::encode_group(&mut self.wal_buf, seq, &writes);
+        self.in_flight = Some(InFlight {
+            group: Group { seq, writes },
+            written: 0,
+        });
+        Some(self.pending_write())
+    }
+
+    fn pending_write(&self) -> WalWrite {
+        let written = self.in_flight.as_ref().map_or(0, |f| f.written);
+        let rest = &self.wal_buf[written..];
+        WalWrite {
+            fd: self.wal_file.as_raw_fd(),
+            ptr: rest.as_ptr(),
+            len: u32::try_from(rest.len()).expect("a group record is under 4 GiB"),
+            offset: self.wal_offset + written as u64,
         }
     }
 
-    /// Takes the committer's answer if one arrived, advancing the durable
-    /// sequence number. Returns whether it advanced. A failed commit is an
-    /// error the shard must not survive: what reached the disk is unknown.
-    pub fn poll_durable(&mut self) -> Result<bool, Error> {
-        let done = match self.done.try_recv() {
-            Ok(done) => done,
-            Err(crossbeam_channel::TryRecvError::Empty) => {
-                return match (&self.committer, self.in_flight) {
-                    (Some(handle), Some(_)) if handle.is_finished() => Err(Error::CommitterGone),
-                    _ => Ok(false),
-                };
-            }
-            Err(crossbeam_channel::TryRecvError::Disconnected) => return Err(Error::CommitterGone),
-        };
-        self.complete(done)
-    }
-
-    fn complete(&mut self, done: Done) -> Result<bool, Error> {
-        let Done {
-            mut group,
-            result,
-            commit_ns,
-        } = done;
-        self.stats.commit_ns_total += commit_ns;
-        if let Err(reason) = result {
-            return Err(Error::CommitFailed {
-                seq: group.seq,
-                reason,
-            });
+    /// The log write finished with `result` (bytes written, or -errno).
+    pub fn on_wal_write(&mut self, result: i32) -> Result<(), Error> {
+        let in_flight = self
+            .in_flight
+            .as_mut()
+            .expect("a log write completes only while a group is in flight");
+        if result < 0 && result != -libc::ECANCELED {
+            return Err(self.failed(result, "write"));
         }
-        assert_eq!(Some(group.seq), self.in_flight, "groups complete in order");
-        self.in_flight = None;
-        self.durable_seq = group.seq;
-        self.stats.groups_committed_total += 1;
-        self.stats.group_writes_committed_total += group.writes.len() as u64;
-        for write in group.writes.drain(..) {
-            if let Some(pending) = self.overlay.get(&write.key) {
-                if pending.seq <= group.seq {
-                    self.overlay.remove(&write.key);
-                }
-            }
-        }
-        self.spare.push(group.writes);
-        Ok(true)
-    }
-
-    /// Blocks until every write made so far is durable. For shutdown and
-    /// tests; the shard's loop never calls it.
-    pub fn sync_blocking(&mut self) -> Result<(), Error> {
-        let target = if self.open.is_empty() {
-            self.open_seq - 1
-        } else {
-            self.open_seq
-        };
-        while self.durable_seq < target {
-            self.flush();
-            match self.done.recv_timeout(std::time::Duration::from_millis(10)) {
-                Ok(done) => {
-                    self.complete(done)?;
-                }
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                Err(_) => return Err(Error::CommitterGone),
-            }
-        }
+        in_flight.written += result.max(0) as usize;
         Ok(())
+    }
+
+    /// The log sync finished with `result` (0, or -errno).
+    pub fn on_wal_sync(&mut self, result: i32) -> Result<WalProgress, Error> {
+        let written = self
+            .in_flight
+            .as_ref()
+            .expect("a log sync completes only while a group is in flight")
+            .written;
+        if written < self.wal_buf.len() {
+            // The write came up short and the linked sync was cancelled.
+            return Ok(WalProgress::Resubmit(self.pending_write()));
+        }
+        if result < 0 {
+            return Err(self.failed(result, "fdatasync"));
+        }
+        let in_flight = self.in_flight.take().expect("checked above");
+        self.durable_seq = in_flight.group.seq;
+        self.wal_offset += self.wal_buf.len() as u64;
+        self.stats.groups_committed_total += 1;
+        self.stats.group_writes_committed_total += in_flight.group.writes.len() as u64;
+        self.apply_backlog += 1;
+        self.send(Task::Apply(in_flight.group));
+        if self.wal_offset >= wal::SEGMENT_BYTES {
+            self.rotate()?;
+        }
+        Ok(WalProgress::Durable)
+    }
+
+    fn failed(&self, result: i32, what: &str) -> Error {
+        Error::CommitFailed {
+            seq: self.open_seq - 1,
+            reason: format!(
+                "{what} of {}: {}",
+                self.wal_path.display(),
+                std::io::Error::from_raw_os_error(-result)
+            ),
+        }
+    }
+
+    /// Moves to the next segment; the applier checkpoints fjall and deletes
+    /// the sealed one.
+    fn rotate(&mut self) -> Result<(), Error> {
+        let next = match self.next_segment.take() {
+            Some(file) => file,
+            // The applier creates the next segment as soon as the previous
+            // one opens: reaching here means it is slower than filling
+            // 64 MiB, so waiting for it is the backpressure we want.
+            None => loop {
+                let answer = self.answers.recv().map_err(|_| Error::ApplierGone)?;
+                self.take_answer(answer)?;
+                if let Some(file) = self.next_segment.take() {
+                    break file;
+                }
+            },
+        };
+        let sealed = std::mem::replace(
+            &mut self.wal_path,
+            wal::segment_path(self.layout.root(), self.shard, self.wal_segment + 1),
+        );
+        self.wal_segment += 1;
+        self.wal_file = next;
+        self.wal_offset = 0;
+        self.send(Task::Seal(sealed));
+        self.send(Task::CreateSegment(wal::segment_path(
+            self.layout.root(),
+            self.shard,
+            self.wal_segment + 1,
+        )));
+        Ok(())
+    }
+
+    /// Takes the applier's answers: trims the overlay of applied groups.
+    /// A failure of the applier is an error the shard must not survive.
+    pub fn poll_applier(&mut self) -> Result<(), Error> {
+        loop {
+            match self.answers.try_recv() {
+                Ok(answer) => self.take_answer(answer)?,
+                Err(crossbeam_channel::TryRecvError::Empty) => return Ok(()),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    return Err(Error::ApplierGone)
+                }
+            }
+        }
+    }
+
+    fn take_answer(&mut self, answer: Answer) -> Result<(), Error> {
+        match answer {
+            Answer::Applied {
+                mut group,
+                apply_ns,
+            } => {
+                self.apply_backlog -= 1;
+                self.stats.apply_ns_total += apply_ns;
+                for write in group.writes.drain(..) {
+                    if self
+                        .overlay
+                        .get(&write.key)
+                        .is_some_and(|p| p.seq <= group.seq)
+                    {
+                        self.overlay.remove(&write.key);
+                    }
+                }
+                self.spare.push(group.writes);
+                Ok(())
+            }
+            Answer::Segment(file) => {
+                self.next_segment = Some(file);
+                Ok(())
+            }
+            Answer::Failed(e) => Err(e),
+        }
     }
 }
 
 impl Drop for ShardStore {
     fn drop(&mut self) {
-        self.groups = None;
-        if let Some(handle) = self.committer.take() {
+        self.tasks = None;
+        if let Some(handle) = self.applier.take() {
             let _ = handle.join();
         }
     }

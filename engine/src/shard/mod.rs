@@ -16,16 +16,18 @@
 //!      until the reply is back, so responses stay in order. The owner runs
 //!      the object, holds the reply until its write is durable, and sends
 //!      it back.
-//! 4. At the end of the loop turn the store hands the turn's writes to its
-//!    committer thread as one group (if the previous group is done), the
+//! 4. At the end of the loop turn the turn's writes become one group: its
+//!    log record is written and `fdatasync`ed through the same ring (if the
+//!    previous group's sync is done; else the group keeps filling). The
 //!    mesh wakes peers it sent to, and every connection with sendable
 //!    output gets a send.
-//! 5. When the committer reports a group durable, held output up to that
-//!    group's sequence number is released.
+//! 5. When the sync completes, held output up to that group's sequence
+//!    number is released, and the applier thread moves the group into
+//!    fjall.
 //!
 //! The loop blocks in `io_uring_enter` until a completion, the next timer,
 //! or a wake-up through the shard's eventfd (from a peer shard or the
-//! committer) ends the wait.
+//! applier) ends the wait.
 
 mod conns;
 mod http;
@@ -39,7 +41,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use durin_net::http::Limits;
 use durin_net::ring::Completion;
 use durin_net::Ring;
-use durin_storage::{Layout, Seq, ShardStore, StoreOptions};
+use durin_storage::{Layout, Seq, ShardStore, StoreOptions, WalProgress, WalWrite};
 use io_uring::{opcode, types};
 
 use crate::config::ServerConfig;
@@ -59,6 +61,8 @@ mod kind {
     pub const CANCEL: u8 = 5;
     pub const CLOSE: u8 = 6;
     pub const REJECT: u8 = 7;
+    pub const WAL_WRITE: u8 = 8;
+    pub const WAL_SYNC: u8 = 9;
 }
 
 /// Ring size: submissions per batch before an early submit.
@@ -279,9 +283,13 @@ impl Shard {
             }
             self.completions = completions;
             self.drain_mesh();
-            self.poll_store()?;
+            self.store
+                .poll_applier()
+                .map_err(|e| format!("storage: {e}"))?;
             self.fire_timers();
-            self.store.flush();
+            if let Some(write) = self.store.flush() {
+                self.submit_wal(write).map_err(|e| format!("ring: {e}"))?;
+            }
             self.service_dirty().map_err(|e| format!("ring: {e}"))?;
             self.mesh.flush();
             self.publish_metrics();
@@ -291,12 +299,12 @@ impl Shard {
 
     /// Submits what the turn queued and blocks until there is work.
     fn wait(&mut self) -> std::io::Result<()> {
-        if self.mesh.has_inbound() || self.store.durable_ready() {
+        if self.mesh.has_inbound() || self.store.applier_ready() {
             self.ring.submit()?;
             return Ok(());
         }
         self.waker.prepare_sleep();
-        if self.mesh.has_inbound() || self.store.durable_ready() {
+        if self.mesh.has_inbound() || self.store.applier_ready() {
             self.waker.awake();
             self.ring.submit()?;
             return Ok(());
@@ -323,6 +331,21 @@ impl Shard {
             kind::RECV => self.on_recv(c),
             kind::SEND => self.on_send(c),
             kind::WAKE => self.arm_wake(),
+            kind::WAL_WRITE => self
+                .store
+                .on_wal_write(c.result)
+                .map_err(std::io::Error::other),
+            kind::WAL_SYNC => match self
+                .store
+                .on_wal_sync(c.result)
+                .map_err(std::io::Error::other)?
+            {
+                WalProgress::Durable => {
+                    self.release_gated();
+                    Ok(())
+                }
+                WalProgress::Resubmit(write) => self.submit_wal(write),
+            },
             // Cancellations, closes and rejections need no follow-up: the
             // connection's slot was already settled.
             kind::CANCEL | kind::CLOSE | kind::REJECT => Ok(()),
@@ -347,15 +370,25 @@ impl Shard {
         self.inbound = inbound;
     }
 
-    /// Takes the committer's answer and releases what waited for it.
-    fn poll_store(&mut self) -> Result<(), String> {
-        let advanced = self
-            .store
-            .poll_durable()
-            .map_err(|e| format!("storage: {e}"))?;
-        if !advanced {
-            return Ok(());
-        }
+    /// Submits a group's log record: a write linked to an `fdatasync`, so
+    /// the sync starts only once the whole record is written.
+    fn submit_wal(&mut self, write: WalWrite) -> std::io::Result<()> {
+        let fd = types::Fd(write.fd);
+        let entry = opcode::Write::new(fd, write.ptr, write.len)
+            .offset(write.offset)
+            .build()
+            .flags(io_uring::squeue::Flags::IO_LINK)
+            .user_data(durin_net::Token::new(kind::WAL_WRITE, 0, 0).0);
+        self.ring.push(entry)?;
+        let sync = opcode::Fsync::new(fd)
+            .flags(types::FsyncFlags::DATASYNC)
+            .build()
+            .user_data(durin_net::Token::new(kind::WAL_SYNC, 0, 0).0);
+        self.ring.push(sync)
+    }
+
+    /// A group became durable: releases the output that waited for it.
+    fn release_gated(&mut self) {
         let durable = self.store.durable_seq();
         while self.held_replies.front().is_some_and(|h| h.seq <= durable) {
             let held = self.held_replies.pop_front().expect("checked above");
@@ -367,11 +400,8 @@ impl Shard {
                 },
             );
         }
-        let gated = std::mem::take(&mut self.gated);
-        self.dirty.extend_from_slice(&gated);
-        self.gated = gated;
+        self.dirty.extend_from_slice(&self.gated);
         self.gated.clear();
-        Ok(())
     }
 
     fn fire_timers(&mut self) {
@@ -404,7 +434,7 @@ impl Shard {
             &m.storage_group_writes_committed_total,
             stats.group_writes_committed_total,
         );
-        metrics::set(&m.storage_commit_ns_total, stats.commit_ns_total);
+        metrics::set(&m.storage_apply_ns_total, stats.apply_ns_total);
         metrics::set(&m.objects_live, self.objects.len() as u64);
         metrics::set(&m.connections_open, self.conns.open() as u64);
     }

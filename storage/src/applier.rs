@@ -1,0 +1,133 @@
+//! The applier thread: moves durable groups into fjall, off the loop.
+//!
+//! A group is durable once its log record is synced; fjall only has to
+//! catch up. Inserting into fjall can take tens of milliseconds when a
+//! memtable rotates, so each shard has an applier thread that does it, and
+//! the overlay answers reads until it has. The applier also does the slow
+//! file-system work of the log: it creates the next segment ahead of time,
+//! and when the shard seals a segment it syncs fjall (a checkpoint) and
+//! deletes the segment.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+use fjall::{Keyspace, PersistMode};
+
+use crate::store::{Seq, Waker};
+use crate::Error;
+
+/// One write of a group, already deduplicated: the last value written to
+/// the key while the group was open, or `None` for a delete.
+pub(crate) struct GroupWrite {
+    pub partition: u32,
+    pub key: Arc<[u8]>,
+    pub value: Option<Arc<[u8]>>,
+}
+
+/// The writes of one loop turn (or several, while the previous group synced).
+pub(crate) struct Group {
+    pub seq: Seq,
+    pub writes: Vec<GroupWrite>,
+}
+
+/// What the shard asks of its applier.
+pub(crate) enum Task {
+    /// Insert a durable group into fjall.
+    Apply(Group),
+    /// Every group of this segment has been sent: checkpoint, then delete it.
+    Seal(PathBuf),
+    /// Create this segment for later use.
+    CreateSegment(PathBuf),
+}
+
+/// What the applier answers.
+pub(crate) enum Answer {
+    /// The group is in fjall; the overlay may let go of it.
+    Applied { group: Group, apply_ns: u64 },
+    /// A segment asked for is ready.
+    Segment(File),
+    /// Something failed; the store cannot go on.
+    Failed(Error),
+}
+
+pub(crate) struct Applier {
+    pub keyspaces: Vec<Option<Keyspace>>,
+    pub databases: Vec<Option<fjall::Database>>,
+    pub tasks: Receiver<Task>,
+    pub answers: Sender<Answer>,
+    pub waker: Waker,
+}
+
+impl Applier {
+    /// Runs until the shard drops its end of the channel.
+    pub fn run(self) {
+        while let Ok(task) = self.tasks.recv() {
+            let answer = match task {
+                Task::Apply(group) => {
+                    let started = std::time::Instant::now();
+                    match self.apply(&group) {
+                        Ok(()) => Answer::Applied {
+                            group,
+                            apply_ns: started.elapsed().as_nanos() as u64,
+                        },
+                        Err(e) => Answer::Failed(e),
+                    }
+                }
+                Task::Seal(path) => match self.checkpoint(path) {
+                    Ok(()) => continue,
+                    Err(e) => Answer::Failed(e),
+                },
+                Task::CreateSegment(path) => match crate::wal::create_segment(&path) {
+                    Ok(file) => Answer::Segment(file),
+                    Err(e) => Answer::Failed(e),
+                },
+            };
+            if self.answers.send(answer).is_err() {
+                return;
+            }
+            (self.waker)();
+        }
+    }
+
+    /// Inserts the group as one batch per partition it touches. The batch
+    /// is not synced: the log already holds it durably.
+    fn apply(&self, group: &Group) -> Result<(), Error> {
+        let mut partitions: Vec<u32> = group.writes.iter().map(|w| w.partition).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        for partition in partitions {
+            let index = partition as usize;
+            let (Some(Some(db)), Some(Some(keyspace))) =
+                (self.databases.get(index), self.keyspaces.get(index))
+            else {
+                return Err(Error::CommitFailed {
+                    seq: group.seq,
+                    reason: format!("partition {partition} is not open on this shard"),
+                });
+            };
+            let mut batch = db.batch();
+            for write in group.writes.iter().filter(|w| w.partition == partition) {
+                match &write.value {
+                    Some(value) => batch.insert(keyspace, &*write.key, &**value),
+                    None => batch.remove(keyspace, &*write.key),
+                }
+            }
+            batch.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything applied so far durable in fjall, then deletes the
+    /// sealed segment, whose groups were all applied before this task.
+    fn checkpoint(&self, sealed: PathBuf) -> Result<(), Error> {
+        for db in self.databases.iter().flatten() {
+            db.persist(PersistMode::SyncAll)?;
+        }
+        std::fs::remove_file(&sealed).map_err(|source| Error::Io {
+            path: sealed,
+            source,
+        })
+    }
+}
