@@ -58,6 +58,7 @@ pub(crate) struct Applier {
     pub tasks: Receiver<Task>,
     pub answers: Sender<Answer>,
     pub waker: Waker,
+    pub segment_bytes: u64,
 }
 
 impl Applier {
@@ -79,10 +80,12 @@ impl Applier {
                     Ok(()) => continue,
                     Err(e) => Answer::Failed(e),
                 },
-                Task::CreateSegment(path) => match crate::wal::create_segment(&path) {
-                    Ok(file) => Answer::Segment(file),
-                    Err(e) => Answer::Failed(e),
-                },
+                Task::CreateSegment(path) => {
+                    match crate::wal::create_segment(&path, self.segment_bytes) {
+                        Ok(file) => Answer::Segment(file),
+                        Err(e) => Answer::Failed(e),
+                    }
+                }
             };
             if self.answers.send(answer).is_err() {
                 return;

@@ -79,6 +79,8 @@ pub struct StoreOptions {
     pub worker_threads_per_partition: usize,
     /// Block cache per partition database.
     pub cache_bytes_per_partition: u64,
+    /// Size of a log segment; the shard moves to a new one past it.
+    pub wal_segment_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -86,6 +88,7 @@ impl Default for StoreOptions {
         StoreOptions {
             worker_threads_per_partition: 1,
             cache_bytes_per_partition: 16 << 20,
+            wal_segment_bytes: wal::SEGMENT_BYTES_DEFAULT,
         }
     }
 }
@@ -168,6 +171,7 @@ pub struct ShardStore {
     spare: Vec<Vec<GroupWrite>>,
     scratch: Vec<u8>,
     shard: u32,
+    segment_bytes: u64,
     applier: Option<JoinHandle<()>>,
     stats: StoreStats,
 }
@@ -202,7 +206,7 @@ impl ShardStore {
             keyspaces[partition as usize] = Some(keyspace);
         }
         let wal_path = wal::segment_path(layout.root(), shard, 0);
-        let wal_file = wal::create_segment(&wal_path)?;
+        let wal_file = wal::create_segment(&wal_path, options.wal_segment_bytes)?;
         let (task_tx, task_rx) = crossbeam_channel::unbounded();
         let (answer_tx, answer_rx) = crossbeam_channel::unbounded();
         let applier = Applier {
@@ -211,6 +215,7 @@ impl ShardStore {
             tasks: task_rx,
             answers: answer_tx,
             waker,
+            segment_bytes: options.wal_segment_bytes,
         };
         let handle = std::thread::Builder::new()
             .name(format!("durin-apply-{shard}"))
@@ -239,6 +244,7 @@ impl ShardStore {
             spare: Vec::new(),
             scratch: Vec::new(),
             shard,
+            segment_bytes: options.wal_segment_bytes,
             applier: Some(handle),
             stats: StoreStats::default(),
         };
@@ -455,7 +461,7 @@ impl ShardStore {
         self.stats.group_writes_committed_total += in_flight.group.writes.len() as u64;
         self.apply_backlog += 1;
         self.send(Task::Apply(in_flight.group));
-        if self.wal_offset >= wal::SEGMENT_BYTES {
+        if self.wal_offset >= self.segment_bytes {
             self.rotate()?;
         }
         Ok(WalProgress::Durable)

@@ -31,9 +31,9 @@ use std::path::{Path, PathBuf};
 use crate::applier::GroupWrite;
 use crate::{Error, Layout};
 
-/// Size a segment is created with (sparse); once a group ends past it the
-/// shard moves to the next segment.
-pub const SEGMENT_BYTES: u64 = 64 << 20;
+/// Default size a segment is created with (sparse); once a group ends past
+/// it the shard moves to the next segment.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
 const HEADER_BYTES: usize = 8;
 const DELETE_MARK: u32 = u32::MAX;
 /// The folder of the log segments inside the data directory.
@@ -52,16 +52,16 @@ pub fn segment_path(root: &Path, shard: u32, segment: u64) -> PathBuf {
         .join(format!("shard-{shard:04}-{segment:016}.log"))
 }
 
-/// Creates a zero-length-content segment of [`SEGMENT_BYTES`] (sparse) and
-/// makes its directory entry durable.
-pub fn create_segment(path: &Path) -> Result<File, Error> {
+/// Creates a segment of `bytes` zeros (sparse) and makes its directory
+/// entry durable.
+pub fn create_segment(path: &Path, bytes: u64) -> Result<File, Error> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
         .open(path)
         .map_err(io_err(path))?;
-    file.set_len(SEGMENT_BYTES).map_err(io_err(path))?;
+    file.set_len(bytes).map_err(io_err(path))?;
     file.sync_all().map_err(io_err(path))?;
     let dir = path.parent().expect("segments live in the wal folder");
     File::open(dir)
