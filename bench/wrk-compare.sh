@@ -10,6 +10,9 @@
 #   ceiling        GET /                  on the ceiling server
 #   durin-uniform  GET /ratelimit/k<N>    10,000 keys, uniform (wrk/uniform_keys.lua)
 #   durin-hot      GET /ratelimit/hot     one key
+#   durin-read     GET /counter/k<N>      10,000 keys, reads only: the loop,
+#                                         routing and forwarding without a
+#                                         durable write (not in the default set)
 #
 # Usage: bench/wrk-compare.sh [--out FILE]
 # Environment (defaults): CORES (2) server cores, DURATION (10s) per wrk run,
@@ -50,7 +53,7 @@ for var in CORES RUNS WRK_THREADS CONNECTIONS; do
 done
 for workload in $WORKLOADS; do
   case "$workload" in
-    ceiling|durin-uniform|durin-hot) ;;
+    ceiling|durin-uniform|durin-hot|durin-read) ;;
     *) echo "unknown workload '$workload'" >&2; exit 2 ;;
   esac
 done
@@ -202,9 +205,12 @@ run_wrk() {
     ceiling) url+="/" ;;
     durin-uniform) script=(-s "$UNIFORM_LUA") ;;
     durin-hot) url+="/ratelimit/hot" ;;
+    durin-read) script=(-s "$UNIFORM_LUA") ;;
   esac
+  local prefix=/ratelimit/k
+  [[ $workload == durin-read ]] && prefix=/counter/k
   local report="$TMP/$workload.$run.wrk"
-  "${wrk_prefix[@]}" wrk -t "$WRK_THREADS" -c "$CONNECTIONS" -d "$DURATION" --latency \
+  WRK_PATH_PREFIX=$prefix "${wrk_prefix[@]}" wrk -t "$WRK_THREADS" -c "$CONNECTIONS" -d "$DURATION" --latency \
     "${script[@]}" "$url" >"$report"
   parse_wrk "$report"
 }

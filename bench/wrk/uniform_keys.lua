@@ -20,6 +20,10 @@ init = function(args)
   math.randomseed(os.time() * 1000 + (thread_id or 0) * 7919)
 end
 
+-- WRK_PATH_PREFIX picks the class (default /ratelimit/k): /counter/k reads
+-- counters without writing, to separate the loop's cost from durability.
+local prefix = os.getenv("WRK_PATH_PREFIX") or "/ratelimit/k"
+
 request = function()
-  return wrk.format("GET", "/ratelimit/k" .. math.random(0, keys - 1))
+  return wrk.format("GET", prefix .. math.random(0, keys - 1))
 end

@@ -18,6 +18,9 @@ use fjall::{Keyspace, PersistMode};
 use crate::store::{Seq, Waker};
 use crate::Error;
 
+/// Most queued groups applied in one batch.
+const APPLY_BATCH_GROUPS_MAX: usize = 64;
+
 /// One write of a group, already deduplicated: the last value written to
 /// the key while the group was open, or `None` for a delete.
 pub(crate) struct GroupWrite {
@@ -64,40 +67,70 @@ pub(crate) struct Applier {
 impl Applier {
     /// Runs until the shard drops its end of the channel.
     pub fn run(self) {
-        while let Ok(task) = self.tasks.recv() {
-            let answer = match task {
+        let mut next = None;
+        loop {
+            let task = match next.take() {
+                Some(task) => task,
+                None => match self.tasks.recv() {
+                    Ok(task) => task,
+                    Err(_) => return,
+                },
+            };
+            let answers = match task {
                 Task::Apply(group) => {
+                    // Groups that queued up meanwhile go into the same
+                    // batches: fewer, larger fjall commits when behind.
+                    let mut groups = vec![group];
+                    while groups.len() < APPLY_BATCH_GROUPS_MAX {
+                        match self.tasks.try_recv() {
+                            Ok(Task::Apply(group)) => groups.push(group),
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
                     let started = std::time::Instant::now();
-                    match self.apply(&group) {
-                        Ok(()) => Answer::Applied {
-                            group,
-                            apply_ns: started.elapsed().as_nanos() as u64,
-                        },
-                        Err(e) => Answer::Failed(e),
+                    match self.apply(&groups) {
+                        Ok(()) => {
+                            let apply_ns =
+                                started.elapsed().as_nanos() as u64 / groups.len() as u64;
+                            groups
+                                .into_iter()
+                                .map(|group| Answer::Applied { group, apply_ns })
+                                .collect()
+                        }
+                        Err(e) => vec![Answer::Failed(e)],
                     }
                 }
                 Task::Seal(path) => match self.checkpoint(path) {
                     Ok(()) => continue,
-                    Err(e) => Answer::Failed(e),
+                    Err(e) => vec![Answer::Failed(e)],
                 },
                 Task::CreateSegment(path) => {
                     match crate::wal::create_segment(&path, self.segment_bytes) {
-                        Ok(file) => Answer::Segment(file),
-                        Err(e) => Answer::Failed(e),
+                        Ok(file) => vec![Answer::Segment(file)],
+                        Err(e) => vec![Answer::Failed(e)],
                     }
                 }
             };
-            if self.answers.send(answer).is_err() {
-                return;
+            for answer in answers {
+                if self.answers.send(answer).is_err() {
+                    return;
+                }
             }
             (self.waker)();
         }
     }
 
-    /// Inserts the group as one batch per partition it touches. The batch
-    /// is not synced: the log already holds it durably.
-    fn apply(&self, group: &Group) -> Result<(), Error> {
-        let mut partitions: Vec<u32> = group.writes.iter().map(|w| w.partition).collect();
+    /// Inserts the groups, in order, as one batch per partition they
+    /// touch. The batches are not synced: the log already holds them.
+    fn apply(&self, groups: &[Group]) -> Result<(), Error> {
+        let mut partitions: Vec<u32> = groups
+            .iter()
+            .flat_map(|g| g.writes.iter().map(|w| w.partition))
+            .collect();
         partitions.sort_unstable();
         partitions.dedup();
         for partition in partitions {
@@ -106,12 +139,16 @@ impl Applier {
                 (self.databases.get(index), self.keyspaces.get(index))
             else {
                 return Err(Error::CommitFailed {
-                    seq: group.seq,
+                    seq: groups[0].seq,
                     reason: format!("partition {partition} is not open on this shard"),
                 });
             };
             let mut batch = db.batch();
-            for write in group.writes.iter().filter(|w| w.partition == partition) {
+            for write in groups
+                .iter()
+                .flat_map(|g| &g.writes)
+                .filter(|w| w.partition == partition)
+            {
                 match &write.value {
                     Some(value) => batch.insert(keyspace, &*write.key, &**value),
                     None => batch.remove(keyspace, &*write.key),
