@@ -10,8 +10,37 @@
 use std::fmt;
 
 /// A 128-bit object ID.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ObjectId(pub [u8; 16]);
+
+impl std::hash::Hash for ObjectId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(&self.0[..8]);
+    }
+}
+
+/// A hasher for maps keyed by [`ObjectId`]: the ID already is a uniform
+/// hash, so its first eight bytes serve as the map's hash unchanged.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // `ObjectId` hashes as one 16-byte slice (plus nothing else); fold
+        // anything else in so the hasher stays correct for any input.
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word);
+        }
+    }
+}
+
+/// A `HashMap` keyed by object ID.
+pub type IdMap<V> = std::collections::HashMap<ObjectId, V, std::hash::BuildHasherDefault<IdHasher>>;
 
 /// Keys of the two SipHash-2-4 passes that make up a name-derived ID. They
 /// are part of the on-disk format: never change them.

@@ -15,6 +15,7 @@ mod counter_survives_sigkill;
 mod cross_shard_concurrency;
 mod header_timeout;
 mod http_keepalive_pipelining;
+mod idle_objects_leave_memory;
 mod object_names;
 mod ratelimit_config;
 mod ratelimit_survives_sigkill;

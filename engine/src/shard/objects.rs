@@ -1,13 +1,13 @@
 //! The objects living on one shard: created on first use, one event at a
 //! time, evicted when idle.
 
-use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use durin_storage::{Seq, ShardStore};
 
 use crate::object::{Context, DurableObject, Request, Response};
 use crate::registry::Registry;
+use crate::id::IdMap;
 use crate::ObjectId;
 
 /// Slots checked per eviction sweep, so that a sweep's cost is bounded
@@ -40,7 +40,7 @@ pub struct Outcome {
 pub struct Objects {
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
-    index: HashMap<ObjectId, u32>,
+    index: IdMap<u32>,
     sweep_cursor: usize,
 }
 
