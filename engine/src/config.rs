@@ -12,6 +12,10 @@
 //! limit = 100
 //! window_ms = 60000
 //! idle_timeout_ms = 60000          # an object idle this long leaves memory
+//! key_bytes_max = 2048             # storage limits of each object (any class)
+//! value_bytes_max = 131072
+//! storage_bytes_max = 1073741824
+//! alarm_retry = true               # retry failed alarms with backoff
 //! ```
 
 use std::collections::BTreeMap;
@@ -24,6 +28,10 @@ use serde::Deserialize;
 pub const HEADER_BYTES_MAX_LIMIT: usize = 1 << 20;
 /// The largest request body the server can be configured to accept.
 pub const BODY_BYTES_MAX_LIMIT: usize = 64 << 20;
+/// The longest key a class can be configured to accept.
+pub const KEY_BYTES_MAX_LIMIT: usize = 64 * 1024;
+/// The largest value a class can be configured to accept.
+pub const VALUE_BYTES_MAX_LIMIT: usize = 32 << 20;
 /// The most connections a shard can be configured to hold.
 pub const CONNECTIONS_MAX_LIMIT: usize = 1 << 20;
 
@@ -55,12 +63,18 @@ impl Default for ServerConfig {
 pub struct ClassCommon {
     /// An object idle this long leaves memory; its state stays in storage.
     pub idle_timeout_ms: u64,
+    /// Limits on what each object of the class stores.
+    pub limits: crate::object::StorageLimits,
+    /// Whether a failed alarm is retried (6 times, backoff from 2 s).
+    pub alarm_retry: bool,
 }
 
 impl Default for ClassCommon {
     fn default() -> Self {
         ClassCommon {
             idle_timeout_ms: 60_000,
+            limits: crate::object::StorageLimits::default(),
+            alarm_retry: true,
         }
     }
 }
@@ -139,6 +153,25 @@ impl Config {
     pub fn class_settings(&self, class: &str) -> Result<(ClassCommon, toml::Table), ConfigError> {
         let mut table = self.classes.get(class).cloned().unwrap_or_default();
         let mut common = ClassCommon::default();
+        common.limits.key_bytes_max =
+            take_u64(&mut table, class, "key_bytes_max", common.limits.key_bytes_max as u64)? as usize;
+        common.limits.value_bytes_max =
+            take_u64(&mut table, class, "value_bytes_max", common.limits.value_bytes_max as u64)? as usize;
+        common.limits.object_bytes_max =
+            take_u64(&mut table, class, "storage_bytes_max", common.limits.object_bytes_max)?;
+        if common.limits.key_bytes_max > KEY_BYTES_MAX_LIMIT {
+            return Err(ConfigError(format!("classes.{class}.key_bytes_max must be at most {KEY_BYTES_MAX_LIMIT}")));
+        }
+        if common.limits.value_bytes_max > VALUE_BYTES_MAX_LIMIT {
+            return Err(ConfigError(format!(
+                "classes.{class}.value_bytes_max must be at most {VALUE_BYTES_MAX_LIMIT}"
+            )));
+        }
+        if let Some(value) = table.remove("alarm_retry") {
+            common.alarm_retry = value
+                .as_bool()
+                .ok_or_else(|| ConfigError(format!("classes.{class}.alarm_retry must be true or false")))?;
+        }
         if let Some(value) = table.remove("idle_timeout_ms") {
             common.idle_timeout_ms = value
                 .as_integer()

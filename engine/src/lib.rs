@@ -36,6 +36,7 @@
 pub mod classes;
 pub mod config;
 pub mod id;
+pub mod keys;
 pub mod mesh;
 pub mod metrics;
 pub mod object;

@@ -43,6 +43,12 @@ shard_metrics! {
     bad_requests_total,
     /// Handler panics caught (answered 500; the object was dropped).
     handler_panics_total,
+    /// Alarms whose handler ran.
+    alarms_fired_total,
+    /// Failed alarms scheduled again with backoff.
+    alarms_retried_total,
+    /// Alarms dropped after their last retry failed.
+    alarms_abandoned_total,
     /// Objects constructed.
     objects_created_total,
     /// Objects evicted from memory after being idle.

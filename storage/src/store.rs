@@ -1,8 +1,8 @@
 //! The shard's store: overlay, open group, the log, and the applier.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::fs::File;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Deref;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
@@ -57,6 +57,17 @@ pub enum WalProgress {
     Resubmit(WalWrite),
 }
 
+/// One write's way back.
+struct Undo {
+    key: Arc<[u8]>,
+    previous: Option<Pending>,
+    open_len: usize,
+}
+
+/// A point to roll writes back to (see [`ShardStore::savepoint`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Savepoint(usize);
+
 /// The group whose record is being written and synced.
 struct InFlight {
     group: Group,
@@ -109,33 +120,16 @@ impl Deref for Value {
     }
 }
 
-/// A write that is not durable yet. Reads see it before fjall.
+/// A write that is not in fjall yet. Reads see it before fjall.
+#[derive(Clone)]
 struct Pending {
     seq: Seq,
     partition: u32,
     value: Option<Arc<[u8]>>,
 }
 
-/// FxHash: the overlay is keyed by object-prefixed keys chosen by objects on
-/// this shard only, and SipHash's cost shows on the write path.
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
-        }
-    }
-}
-
-type Overlay = HashMap<Arc<[u8]>, Pending, BuildHasherDefault<FxHasher>>;
+/// Ordered, so that scans can merge it with fjall's ranges.
+type Overlay = BTreeMap<Arc<[u8]>, Pending>;
 
 /// Counters of a shard's store, exported as metrics by the engine.
 #[derive(Debug, Default, Clone, Copy)]
@@ -169,7 +163,10 @@ pub struct ShardStore {
     tasks: Option<Sender<Task>>,
     answers: Receiver<Answer>,
     spare: Vec<Vec<GroupWrite>>,
-    scratch: Vec<u8>,
+    /// How to take back the writes since the oldest open savepoint: the
+    /// overlay entry each write replaced, and the length of the open group
+    /// before it.
+    undo: Vec<Undo>,
     shard: u32,
     segment_bytes: u64,
     applier: Option<JoinHandle<()>>,
@@ -242,7 +239,7 @@ impl ShardStore {
             tasks: Some(task_tx),
             answers: answer_rx,
             spare: Vec::new(),
-            scratch: Vec::new(),
+            undo: Vec::new(),
             shard,
             segment_bytes: options.wal_segment_bytes,
             applier: Some(handle),
@@ -276,86 +273,168 @@ impl ShardStore {
         matches!(self.keyspaces.get(partition), Some(Some(_)))
     }
 
-    fn full_key(&mut self, owner: &OwnerId, key: &[u8]) {
-        self.scratch.clear();
-        self.scratch.extend_from_slice(owner);
-        self.scratch.extend_from_slice(key);
+    fn keyspace_of(&self, partition: u32) -> &fjall::Keyspace {
+        match self.keyspaces.get(partition as usize) {
+            Some(Some(k)) => k,
+            _ => panic!("storage used on a shard that does not own partition {partition}"),
+        }
     }
 
-    /// Reads `key` of `owner`: the newest write, durable or not.
-    pub fn get(&mut self, owner: &OwnerId, key: &[u8]) -> Result<Option<Value>, Error> {
-        self.full_key(owner, key);
-        if let Some(pending) = self.overlay.get(&self.scratch[..]) {
+    /// Reads `key`, stored in `owner`'s partition: the newest write, durable
+    /// or not.
+    pub fn get(&self, owner: &OwnerId, key: &[u8]) -> Result<Option<Value>, Error> {
+        if let Some(pending) = self.overlay.get(key) {
             return Ok(pending.value.clone().map(Value::Pending));
         }
-        let partition = self.layout.partition_of(owner) as usize;
-        let keyspace = match self.keyspaces.get(partition) {
-            Some(Some(k)) => k,
-            _ => panic!("object read on a shard that does not own its partition"),
-        };
-        Ok(keyspace.get(&self.scratch)?.map(Value::Stored))
+        let keyspace = self.keyspace_of(self.layout.partition_of(owner));
+        Ok(keyspace.get(key)?.map(Value::Stored))
     }
 
-    /// Reads `key` of `owner` into a new vector.
-    pub fn get_vec(&mut self, owner: &OwnerId, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+    /// Reads `key` into a new vector.
+    pub fn get_vec(&self, owner: &OwnerId, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         Ok(self.get(owner, key)?.map(|v| v.to_vec()))
     }
 
-    /// Writes `key` of `owner`. Visible to reads at once; durable once
-    /// [`durable_seq`](Self::durable_seq) reaches the returned number.
+    /// Calls `f` with every live key and value of the partition of `owner`
+    /// in `range`, in key order (reversed if `reverse`), newest writes
+    /// included, until `f` returns false.
+    pub fn scan(
+        &self,
+        owner: &OwnerId,
+        range: (Bound<&[u8]>, Bound<&[u8]>),
+        reverse: bool,
+        f: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), Error> {
+        self.scan_partition(self.layout.partition_of(owner), range, reverse, f)
+    }
+
+    /// The partitions this shard owns.
+    pub fn owned_partitions(&self) -> impl Iterator<Item = u32> + '_ {
+        self.keyspaces.iter().enumerate().filter(|(_, k)| k.is_some()).map(|(p, _)| p as u32)
+    }
+
+    /// [`scan`](Self::scan) over partition `partition`.
+    pub fn scan_partition(
+        &self,
+        partition: u32,
+        range: (Bound<&[u8]>, Bound<&[u8]>),
+        reverse: bool,
+        mut f: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), Error> {
+        let keyspace = self.keyspace_of(partition);
+        let mut stored: Box<dyn Iterator<Item = fjall::Guard>> = if reverse {
+            Box::new(keyspace.range::<&[u8], _>(range).rev())
+        } else {
+            Box::new(keyspace.range::<&[u8], _>(range))
+        };
+        let overlay_range = self
+            .overlay
+            .range::<[u8], _>(range)
+            .filter(|(_, p)| p.partition == partition);
+        let mut pending: Box<dyn Iterator<Item = (&Arc<[u8]>, &Pending)>> =
+            if reverse { Box::new(overlay_range.rev()) } else { Box::new(overlay_range) };
+        let mut next_stored = stored.next().map(fjall::Guard::into_inner).transpose()?;
+        let mut next_pending = pending.next();
+        loop {
+            // Merge the two ordered streams; at equal keys the overlay is
+            // newer and wins, and its deletes hide the stored value.
+            let take_pending = match (&next_stored, &next_pending) {
+                (None, None) => return Ok(()),
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some((sk, _)), Some((pk, _))) => {
+                    let ordering = pk[..].cmp(&sk[..]);
+                    if ordering == std::cmp::Ordering::Equal {
+                        next_stored = stored.next().map(fjall::Guard::into_inner).transpose()?;
+                    }
+                    if reverse { ordering.is_ge() } else { ordering.is_le() }
+                }
+            };
+            if take_pending {
+                let (key, p) = next_pending.take().expect("chosen above");
+                next_pending = pending.next();
+                if let Some(value) = &p.value {
+                    if !f(key, value) {
+                        return Ok(());
+                    }
+                }
+            } else {
+                let (key, value) = next_stored.take().expect("chosen above");
+                next_stored = stored.next().map(fjall::Guard::into_inner).transpose()?;
+                if !f(&key, &value) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Writes `key` in `owner`'s partition. Visible to reads at once;
+    /// durable once [`durable_seq`](Self::durable_seq) reaches the returned
+    /// number.
     pub fn put(&mut self, owner: &OwnerId, key: &[u8], value: &[u8]) -> Seq {
         self.write(owner, key, Some(Arc::from(value)))
     }
 
-    /// Deletes `key` of `owner`, with the same visibility as [`put`](Self::put).
+    /// Deletes `key` in `owner`'s partition, with the same visibility as
+    /// [`put`](Self::put).
     pub fn delete(&mut self, owner: &OwnerId, key: &[u8]) -> Seq {
         self.write(owner, key, None)
     }
 
     fn write(&mut self, owner: &OwnerId, key: &[u8], value: Option<Arc<[u8]>>) -> Seq {
         let partition = self.layout.partition_of(owner);
-        assert!(
-            self.owns(owner),
-            "object written on a shard that does not own its partition"
-        );
-        self.full_key(owner, key);
+        assert!(self.owns(owner), "storage written on a shard that does not own the partition");
         self.stats.writes_total += 1;
         let seq = self.open_seq;
-        if let Some(pending) = self.overlay.get_mut(&self.scratch[..]) {
-            let already_in_open_group = pending.seq == seq;
-            pending.seq = seq;
-            pending.value = value;
-            if already_in_open_group {
-                return seq;
-            }
-            let key = self
-                .overlay
-                .get_key_value(&self.scratch[..])
-                .expect("entry found above")
-                .0;
+        let open_len = self.open.len();
+        if let Some((key, pending)) = self.overlay.get_key_value(key) {
             let key = Arc::clone(key);
-            self.open.push(GroupWrite {
-                partition,
-                key,
-                value: None,
-            });
+            let already_in_open_group = pending.seq == seq;
+            let pending = self.overlay.get_mut(&key[..]).expect("found above");
+            let previous = std::mem::replace(pending, Pending { seq, partition, value });
+            if !already_in_open_group {
+                self.open.push(GroupWrite { partition, key: Arc::clone(&key), value: None });
+            }
+            self.undo.push(Undo { key, previous: Some(previous), open_len });
             return seq;
         }
-        let key: Arc<[u8]> = Arc::from(&self.scratch[..]);
-        self.overlay.insert(
-            Arc::clone(&key),
-            Pending {
-                seq,
-                partition,
-                value,
-            },
-        );
-        self.open.push(GroupWrite {
-            partition,
-            key,
-            value: None,
-        });
+        let key: Arc<[u8]> = Arc::from(key);
+        self.overlay.insert(Arc::clone(&key), Pending { seq, partition, value });
+        self.open.push(GroupWrite { partition, key: Arc::clone(&key), value: None });
+        self.undo.push(Undo { key, previous: None, open_len });
         seq
+    }
+
+    /// Marks a point that [`rollback_to`](Self::rollback_to) can return
+    /// to. Writes made after it can be taken back until
+    /// [`release`](Self::release) forgets the way back. The shard takes one
+    /// around every event, so an event's writes are all-or-nothing.
+    pub fn savepoint(&self) -> Savepoint {
+        Savepoint(self.undo.len())
+    }
+
+    /// Takes back every write made since `savepoint`, as if it never
+    /// happened: reads see the earlier values again and the open group
+    /// forgets the keys it gained.
+    pub fn rollback_to(&mut self, savepoint: Savepoint) {
+        assert!(savepoint.0 <= self.undo.len(), "a savepoint rolls back only writes made after it");
+        while self.undo.len() > savepoint.0 {
+            let undo = self.undo.pop().expect("length checked above");
+            match undo.previous {
+                Some(previous) => {
+                    *self.overlay.get_mut(&undo.key[..]).expect("undone keys are in the overlay") = previous;
+                }
+                None => {
+                    self.overlay.remove(&undo.key[..]);
+                }
+            }
+            self.open.truncate(undo.open_len);
+        }
+    }
+
+    /// Forgets how to roll back: the writes since the oldest savepoint stay.
+    pub fn release(&mut self) {
+        self.undo.clear();
     }
 
     /// The highest sequence number whose writes are all durable.

@@ -77,6 +77,11 @@ fn owner(i: u32) -> [u8; 16] {
     id
 }
 
+/// Keys are owner-prefixed, as the engine lays them out.
+fn key(owner: [u8; 16], name: &str) -> Vec<u8> {
+    [&owner[..], name.as_bytes()].concat()
+}
+
 fn segments(layout: &Layout) -> usize {
     std::fs::read_dir(layout.root().join(wal::WAL_DIR))
         .expect("wal dir")
@@ -92,9 +97,9 @@ fn acknowledged_writes_survive_across_segments_and_a_different_shard_count() {
     for round in 0..300u32 {
         let key = format!("k{}", round % 37);
         let value = vec![(round % 251) as u8; 100 + (round as usize % 50)];
-        let seq = store.put(&owner(round % 5), key.as_bytes(), &value);
+        let seq = store.put(&owner(round % 5), &self::key(owner(round % 5), &key), &value);
         if round % 11 == 0 {
-            store.delete(&owner(round % 5), b"k0");
+            store.delete(&owner(round % 5), &self::key(owner(round % 5), "k0"));
             expected.insert((round % 5, "k0".to_string()), None);
         }
         expected.insert((round % 5, key), Some(value));
@@ -119,7 +124,7 @@ fn acknowledged_writes_survive_across_segments_and_a_different_shard_count() {
                 .find(|s| s.owns(&id))
                 .expect("some shard owns every object");
             assert_eq!(
-                store.get_vec(&id, key.as_bytes()).expect("get").as_ref(),
+                store.get_vec(&id, &self::key(id, key)).expect("get").as_ref(),
                 value.as_ref(),
                 "{o}/{key}"
             );

@@ -52,9 +52,17 @@ impl DurableObject for Counter {
     fn fetch(&mut self, req: &Request<'_>, res: &mut Response, ctx: &mut Context<'_>) {
         match (req.method, req.path) {
             ("POST", "/increment") => {
-                self.value = self.value.wrapping_add(1);
-                ctx.storage().put(VALUE_KEY, &self.value.to_le_bytes());
-                self.respond(res);
+                let next = self.value.wrapping_add(1);
+                match ctx.storage().put(VALUE_KEY, &next.to_le_bytes()) {
+                    Ok(()) => {
+                        self.value = next;
+                        self.respond(res);
+                    }
+                    // Only a class configured with tiny storage limits gets here.
+                    Err(e) => {
+                        res.text(507, &e.to_string());
+                    }
+                }
             }
             ("GET", "") => self.respond(res),
             _ => {

@@ -191,19 +191,22 @@ impl Shard {
     /// Runs the object's handler into `self.res`; returns the sequence
     /// number its response must wait for.
     fn run_object(&mut self, class: u16, id: ObjectId, req: &object::Request<'_>) -> Option<u64> {
-        let outcome = self.objects.fetch(
-            &self.registry,
-            class,
-            id,
-            req,
-            &mut self.res,
-            &mut self.store,
-            self.wall_ms,
-        );
+        self.res.reset();
+        let res = &mut self.res;
+        let outcome = self.objects.run(&self.registry, class, id, &mut self.store, self.wall_ms, |object, ctx| {
+            object.fetch(req, res, ctx)
+        });
+        if outcome.result.is_none() {
+            self.res.reset();
+            self.res.text(500, "Internal Server Error");
+        }
+        if let Some(at_ms) = outcome.alarm_set {
+            self.schedule_alarm(class, id, at_ms);
+        }
         if outcome.created {
             metrics::add(&self.metrics.objects_created_total, 1);
         }
-        if outcome.panicked {
+        if outcome.result.is_none() {
             metrics::add(&self.metrics.handler_panics_total, 1);
             log::warn!(
                 "shard {}: a handler of object {id} panicked; answered 500",

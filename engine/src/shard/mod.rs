@@ -29,6 +29,7 @@
 //! or a wake-up through the shard's eventfd (from a peer shard or the
 //! applier) ends the wait.
 
+mod alarms;
 mod conns;
 mod http;
 pub mod objects;
@@ -94,6 +95,8 @@ pub struct ShardSetup {
 enum Timer {
     Conn { index: u32, generation: u32 },
     Sweep,
+    AlarmScan,
+    Alarm { id: crate::ObjectId, at_ms: u64 },
 }
 
 /// A forwarded request's reply, held until the owner's write is durable.
@@ -136,6 +139,8 @@ pub struct Shard {
     /// The eventfd read's target; boxed so its address is stable.
     wake_buf: Box<u64>,
     accept_armed: bool,
+    /// Alarms due before this (wall clock, ms) are in the timer wheel.
+    alarms_scanned_until_ms: u64,
     started: Instant,
     /// Milliseconds since the shard started (monotonic), for timers.
     mono_ms: u64,
@@ -234,6 +239,7 @@ impl Shard {
             held_replies: VecDeque::new(),
             wake_buf: Box::new(0),
             accept_armed: false,
+            alarms_scanned_until_ms: 0,
             started,
             mono_ms: 0,
             wall_ms: wall_clock_ms(),
@@ -244,6 +250,8 @@ impl Shard {
         self.arm_accept()?;
         self.arm_wake()?;
         self.timers.insert(SWEEP_INTERVAL_MS, Timer::Sweep);
+        self.scan_alarms();
+        self.timers.insert(alarms::ALARM_SCAN_INTERVAL_MS, Timer::AlarmScan);
         self.ring.submit()?;
         Ok(())
     }
@@ -417,6 +425,11 @@ impl Shard {
                         .insert(self.mono_ms + SWEEP_INTERVAL_MS, Timer::Sweep);
                 }
                 Timer::Conn { index, generation } => self.on_conn_timer(index, generation),
+                Timer::AlarmScan => {
+                    self.scan_alarms();
+                    self.timers.insert(self.mono_ms + alarms::ALARM_SCAN_INTERVAL_MS, Timer::AlarmScan);
+                }
+                Timer::Alarm { id, at_ms } => self.fire_alarm(id, at_ms),
             }
         }
         self.fired = fired;

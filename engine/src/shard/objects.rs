@@ -1,13 +1,17 @@
 //! The objects living on one shard: created on first use, one event at a
 //! time, evicted when idle.
+//!
+//! Every event — a request, an alarm — runs inside a storage savepoint:
+//! if the handler panics, its writes are rolled back, the object is dropped
+//! (the next event rebuilds it from storage), and the shard goes on.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use durin_storage::{Seq, ShardStore};
 
-use crate::object::{Context, DurableObject, Request, Response};
-use crate::registry::Registry;
 use crate::id::IdMap;
+use crate::object::{storage::persist_size, Context, DurableObject};
+use crate::registry::Registry;
 use crate::ObjectId;
 
 /// Slots checked per eviction sweep, so that a sweep's cost is bounded
@@ -19,20 +23,25 @@ struct Slot {
     class: u16,
     object: Box<dyn DurableObject>,
     last_used_ms: u64,
-    /// The last write any event of this object made. Output of the object
-    /// waits until it is durable, even output of a later read-only event:
-    /// that output may reveal the write.
+    /// The last write any event of this object made that output must wait
+    /// for. Output of a later read-only event waits too: it may reveal it.
     last_write_seq: Seq,
+    /// The last `allow_unconfirmed` write (waited for only after `sync`).
+    last_unconfirmed_seq: Seq,
+    /// The object's stored bytes, once an event needed them.
+    stored_bytes: Option<u64>,
 }
 
-/// What running an event produced for the output gate.
-pub struct Outcome {
-    /// The sequence number the response must wait for, if any.
+/// What running an event produced.
+pub struct Outcome<R> {
+    /// The handler's result; `None` if it (or the constructor) panicked.
+    pub result: Option<R>,
+    /// The sequence number the event's output must wait for, if any.
     pub gate: Option<Seq>,
-    /// Whether the handler panicked (the response is then a 500).
-    pub panicked: bool,
     /// Whether the object was constructed for this event.
     pub created: bool,
+    /// The alarm the event set, for the shard to schedule.
+    pub alarm_set: Option<u64>,
 }
 
 /// The shard's object table.
@@ -55,74 +64,71 @@ impl Objects {
         self.index.is_empty()
     }
 
-    /// Runs `fetch` on the object `id` of class `class`, creating it first
-    /// if it is not in memory. A panic in the constructor or the handler is
-    /// caught: the response becomes a 500 and the object is dropped, so the
-    /// next event rebuilds it from storage.
-    #[allow(clippy::too_many_arguments)]
-    pub fn fetch(
+    /// Runs one event `f` on object `id` of class `class`, creating the
+    /// object first if it is not in memory.
+    pub fn run<R>(
         &mut self,
         registry: &Registry,
         class: u16,
         id: ObjectId,
-        req: &Request<'_>,
-        res: &mut Response,
         store: &mut ShardStore,
         now_ms: u64,
-    ) -> Outcome {
-        res.reset();
-        let mut created = false;
-        let index = match self.index.get(&id) {
-            Some(&i) => i,
+        f: impl FnOnce(&mut dyn DurableObject, &mut Context<'_>) -> R,
+    ) -> Outcome<R> {
+        let entry = registry.get(class);
+        let savepoint = store.savepoint();
+        let (index, created) = match self.index.get(&id) {
+            Some(&i) => (i, false),
             None => {
-                let mut ctx = Context::new(id, now_ms, store);
-                let entry = registry.get(class);
+                let mut ctx = Context::new(id, &entry.name, now_ms, store, &entry.common.limits, None);
                 let built = catch_unwind(AssertUnwindSafe(|| entry.class.create(&id, &mut ctx)));
-                let wrote = ctx.wrote;
+                let stored_bytes = ctx.stored_bytes;
                 let Ok(object) = built else {
-                    res.text(500, "Internal Server Error");
-                    return Outcome {
-                        gate: gate_for(wrote.unwrap_or(0), store),
-                        panicked: true,
-                        created: false,
-                    };
+                    store.rollback_to(savepoint);
+                    store.release();
+                    return Outcome { result: None, gate: None, created: false, alarm_set: None };
                 };
-                created = true;
-                self.insert(Slot {
+                let slot = Slot {
                     id,
                     class,
                     object,
                     last_used_ms: now_ms,
-                    last_write_seq: wrote.unwrap_or(0),
-                })
+                    last_write_seq: 0,
+                    last_unconfirmed_seq: 0,
+                    stored_bytes,
+                };
+                (self.insert(slot), true)
             }
         };
-        let slot = self.slots[index as usize]
-            .as_mut()
-            .expect("indexed slots are occupied");
+        let slot = self.slots[index as usize].as_mut().expect("indexed slots are occupied");
         debug_assert_eq!(slot.class, class, "an ID belongs to one class");
         slot.last_used_ms = now_ms;
-        let mut ctx = Context::new(id, now_ms, store);
-        let result = catch_unwind(AssertUnwindSafe(|| slot.object.fetch(req, res, &mut ctx)));
-        if let Some(seq) = ctx.wrote {
+        let mut ctx = Context::new(id, &entry.name, now_ms, store, &entry.common.limits, slot.stored_bytes);
+        let result = catch_unwind(AssertUnwindSafe(|| f(&mut *slot.object, &mut ctx)));
+        let Ok(result) = result else {
+            drop(ctx);
+            store.rollback_to(savepoint);
+            store.release();
+            let gate = gate_for(slot.last_write_seq, store);
+            self.remove(index);
+            return Outcome { result: None, gate, created, alarm_set: None };
+        };
+        persist_size(&mut ctx);
+        let (wrote, unconfirmed, synced, alarm_set) = (ctx.wrote, ctx.wrote_unconfirmed, ctx.synced, ctx.alarm_set);
+        slot.stored_bytes = ctx.stored_bytes;
+        drop(ctx);
+        store.release();
+        if let Some(seq) = wrote {
             slot.last_write_seq = seq;
         }
-        let gate = gate_for(slot.last_write_seq, store);
-        if result.is_err() {
-            res.reset();
-            res.text(500, "Internal Server Error");
-            self.remove(index);
-            return Outcome {
-                gate,
-                panicked: true,
-                created,
-            };
+        if let Some(seq) = unconfirmed {
+            slot.last_unconfirmed_seq = seq;
         }
-        Outcome {
-            gate,
-            panicked: false,
-            created,
+        let waits_for = if synced { slot.last_write_seq.max(slot.last_unconfirmed_seq) } else { slot.last_write_seq };
+        if synced {
+            slot.last_write_seq = waits_for;
         }
+        Outcome { result: Some(result), gate: gate_for(waits_for, store), created, alarm_set }
     }
 
     fn insert(&mut self, slot: Slot) -> u32 {
@@ -160,7 +166,9 @@ impl Objects {
             let index = self.sweep_cursor;
             let idle = self.slots[index].as_ref().is_some_and(|s| {
                 let timeout = registry.get(s.class).common.idle_timeout_ms;
-                now_ms.saturating_sub(s.last_used_ms) >= timeout && s.last_write_seq <= durable_seq
+                now_ms.saturating_sub(s.last_used_ms) >= timeout
+                    && s.last_write_seq <= durable_seq
+                    && s.last_unconfirmed_seq <= durable_seq
             });
             if idle {
                 self.remove(index as u32);

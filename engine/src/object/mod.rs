@@ -16,7 +16,7 @@
 //! impl DurableObject for Visits {
 //!     fn fetch(&mut self, _req: &Request<'_>, res: &mut Response, ctx: &mut Context<'_>) {
 //!         self.count += 1;
-//!         ctx.storage().put(b"count", &self.count.to_le_bytes());
+//!         ctx.storage().put(b"count", &self.count.to_le_bytes()).expect("8 bytes fit the limits");
 //!         res.json(200).body_mut().extend_from_slice(self.count.to_string().as_bytes());
 //!     }
 //! }
@@ -35,6 +35,12 @@
 
 use durin_storage::{Seq, ShardStore};
 
+pub(crate) mod storage;
+
+pub use storage::{
+    ListOptions, Storage, StorageError, StorageLimits, TransactionError, WriteOptions,
+};
+
 use crate::ObjectId;
 
 /// An object: one live instance per ID, one event at a time.
@@ -42,7 +48,26 @@ pub trait DurableObject: 'static {
     /// Handles an HTTP request addressed to this object. `res` arrives
     /// empty with status 200; fill it in.
     fn fetch(&mut self, req: &Request<'_>, res: &mut Response, ctx: &mut Context<'_>);
+
+    /// Runs when the object's alarm fires. An error (or a panic) makes the
+    /// shard retry it with exponential backoff, unless the class turned
+    /// retries off.
+    fn alarm(&mut self, _ctx: &mut Context<'_>) -> Result<(), AlarmError> {
+        Ok(())
+    }
 }
+
+/// Why an alarm handler failed; the alarm is retried.
+#[derive(Debug)]
+pub struct AlarmError(pub String);
+
+impl std::fmt::Display for AlarmError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AlarmError {}
 
 /// A class of objects: constructs an instance from its ID and storage.
 pub trait ObjectClass: Send + Sync + 'static {
@@ -168,19 +193,48 @@ impl Response {
 /// its storage.
 pub struct Context<'s> {
     pub(crate) id: ObjectId,
+    pub(crate) class_name: &'s str,
     pub(crate) now_ms: u64,
     pub(crate) store: &'s mut ShardStore,
-    /// The sequence number of the last write this event made, if any.
+    pub(crate) limits: &'s StorageLimits,
+    /// The object's stored bytes, once known (cached across events by the
+    /// shard).
+    pub(crate) stored_bytes: Option<u64>,
+    /// Whether this event changed `stored_bytes`.
+    pub(crate) size_changed: bool,
+    /// The last write of this event the output gate waits for.
     pub(crate) wrote: Option<Seq>,
+    /// The last write of this event marked `allow_unconfirmed`.
+    pub(crate) wrote_unconfirmed: Option<Seq>,
+    /// `sync()` was called: the gate waits for unconfirmed writes too.
+    pub(crate) synced: bool,
+    /// The alarm this event set (the shard schedules it).
+    pub(crate) alarm_set: Option<u64>,
+    pub(crate) key_buf: Vec<u8>,
 }
 
 impl<'s> Context<'s> {
-    pub(crate) fn new(id: ObjectId, now_ms: u64, store: &'s mut ShardStore) -> Self {
+    pub(crate) fn new(
+        id: ObjectId,
+        class_name: &'s str,
+        now_ms: u64,
+        store: &'s mut ShardStore,
+        limits: &'s StorageLimits,
+        stored_bytes: Option<u64>,
+    ) -> Self {
         Context {
             id,
+            class_name,
             now_ms,
             store,
+            limits,
+            stored_bytes,
+            size_changed: false,
             wrote: None,
+            wrote_unconfirmed: None,
+            synced: false,
+            alarm_set: None,
+            key_buf: Vec::new(),
         }
     }
 
@@ -197,46 +251,5 @@ impl<'s> Context<'s> {
     /// The object's storage.
     pub fn storage(&mut self) -> Storage<'_, 's> {
         Storage { ctx: self }
-    }
-}
-
-/// An object's key-value storage. Writes are visible to reads at once; any
-/// response or message the object sends after a write is held until the
-/// write is durable (the output gate).
-pub struct Storage<'c, 's> {
-    ctx: &'c mut Context<'s>,
-}
-
-/// A storage error, as an object sees it.
-pub use durin_storage::Error as StorageError;
-
-impl Storage<'_, '_> {
-    /// Reads `key`.
-    pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        let id = self.ctx.id.0;
-        self.ctx.store.get_vec(&id, key)
-    }
-
-    /// Reads `key` and passes the bytes to `f` without copying them.
-    pub fn get_with<R>(
-        &mut self,
-        key: &[u8],
-        f: impl FnOnce(Option<&[u8]>) -> R,
-    ) -> Result<R, StorageError> {
-        let id = self.ctx.id.0;
-        let value = self.ctx.store.get(&id, key)?;
-        Ok(f(value.as_deref()))
-    }
-
-    /// Writes `key`.
-    pub fn put(&mut self, key: &[u8], value: &[u8]) {
-        let id = self.ctx.id.0;
-        self.ctx.wrote = Some(self.ctx.store.put(&id, key, value));
-    }
-
-    /// Deletes `key`.
-    pub fn delete(&mut self, key: &[u8]) {
-        let id = self.ctx.id.0;
-        self.ctx.wrote = Some(self.ctx.store.delete(&id, key));
     }
 }

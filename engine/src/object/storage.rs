@@ -1,0 +1,532 @@
+//! An object's storage: key-value pairs of bytes, transactions, alarms.
+//!
+//! Writes are visible to the object's reads at once. Whatever the object
+//! sends after a write — a response, a message — waits until the write is
+//! durable (the output gate), unless the write was made with
+//! [`WriteOptions::allow_unconfirmed`]. An event's writes are atomic: they
+//! are all committed together, and a handler that panics leaves none of
+//! them behind. [`Storage::transaction`] makes the same promise for part of
+//! an event, with a rollback when its closure returns an error.
+
+use std::fmt;
+use std::ops::Bound;
+
+use crate::keys;
+
+/// Limits on what an object may store, set per class.
+#[derive(Debug, Clone, Copy)]
+pub struct StorageLimits {
+    pub key_bytes_max: usize,
+    pub value_bytes_max: usize,
+    /// Keys plus values of all the object's data.
+    pub object_bytes_max: u64,
+}
+
+impl Default for StorageLimits {
+    /// Cloudflare's key-value limits (2 KiB keys, 128 KiB values) and the
+    /// seed's 1 GiB per object.
+    fn default() -> Self {
+        StorageLimits { key_bytes_max: 2048, value_bytes_max: 128 * 1024, object_bytes_max: 1 << 30 }
+    }
+}
+
+/// Most entries one `list` returns.
+pub const LIST_ENTRIES_MAX: usize = 100_000;
+
+/// How a write is made.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteOptions {
+    /// The output gate does not wait for this write. It is still durable
+    /// soon after, and atomic with the event's other writes.
+    pub allow_unconfirmed: bool,
+    /// A hint that the value will not be read back soon. Values live in
+    /// memory only until they reach fjall, so durin accepts the hint and
+    /// has nothing to drop.
+    pub no_cache: bool,
+}
+
+/// What `list` returns, and in which order.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions<'a> {
+    pub prefix: Option<&'a [u8]>,
+    /// First key, inclusive.
+    pub start: Option<&'a [u8]>,
+    /// First key, exclusive (wins over `start` if both are set).
+    pub start_after: Option<&'a [u8]>,
+    /// Last key, exclusive.
+    pub end: Option<&'a [u8]>,
+    pub reverse: bool,
+    /// At most this many entries (and never more than [`LIST_ENTRIES_MAX`]).
+    pub limit: Option<usize>,
+}
+
+/// A storage operation that cannot be done.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StorageError {
+    KeyTooLarge { bytes: usize, max: usize },
+    ValueTooLarge { bytes: usize, max: usize },
+    /// The write would take the object past its stored-bytes limit.
+    ObjectTooLarge { bytes: u64, max: u64 },
+    /// The storage engine failed.
+    Engine(durin_storage::Error),
+    /// An engine record did not validate when read back.
+    CorruptRecord { what: &'static str },
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageError::KeyTooLarge { bytes, max } => write!(f, "key of {bytes} bytes is over the {max}-byte limit"),
+            StorageError::ValueTooLarge { bytes, max } => {
+                write!(f, "value of {bytes} bytes is over the {max}-byte limit")
+            }
+            StorageError::ObjectTooLarge { bytes, max } => {
+                write!(f, "the object would store {bytes} bytes, over its {max}-byte limit")
+            }
+            StorageError::Engine(e) => write!(f, "storage engine: {e}"),
+            StorageError::CorruptRecord { what } => write!(f, "the stored {what} record does not validate"),
+        }
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+impl From<durin_storage::Error> for StorageError {
+    fn from(e: durin_storage::Error) -> Self {
+        StorageError::Engine(e)
+    }
+}
+
+/// Why a transaction did not commit.
+#[derive(Debug)]
+pub enum TransactionError<E> {
+    /// The closure returned this error; every write in it was rolled back.
+    Aborted(E),
+}
+
+/// An object's storage handle, borrowed from its [`Context`](super::Context).
+pub struct Storage<'c, 's> {
+    pub(super) ctx: &'c mut super::Context<'s>,
+}
+
+/// The engine's record of an object's alarm.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq)]
+pub(crate) struct AlarmRecord {
+    pub at_ms: u64,
+    /// Failed runs so far of this alarm.
+    pub retries: u32,
+    /// The class that owns the object, to rebuild it when the alarm fires.
+    pub class: String,
+}
+
+/// The engine's record of how many bytes an object stores.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, Copy, PartialEq)]
+pub(crate) struct SizeRecord {
+    pub bytes: u64,
+}
+
+const ALARM_RECORD: &[u8] = b"alarm";
+const SIZE_RECORD: &[u8] = b"size";
+
+/// Decodes an rkyv record, validating it; the bytes are copied to an
+/// aligned buffer first since stored values carry no alignment.
+pub(crate) fn decode_record<T>(bytes: &[u8], what: &'static str) -> Result<T, StorageError>
+where
+    T: rkyv::Archive,
+    T::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
+        + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+{
+    let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
+    aligned.extend_from_slice(bytes);
+    rkyv::from_bytes::<T, rkyv::rancor::Error>(&aligned).map_err(|_| StorageError::CorruptRecord { what })
+}
+
+pub(crate) fn encode_record<T>(record: &T) -> rkyv::util::AlignedVec
+where
+    T: for<'a> rkyv::Serialize<
+        rkyv::api::high::HighSerializer<rkyv::util::AlignedVec, rkyv::ser::allocator::ArenaHandle<'a>, rkyv::rancor::Error>,
+    >,
+{
+    let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(record).expect("serializing a plain record cannot fail");
+    // Check at both ends: what is written must read back.
+    debug_assert!(!bytes.is_empty());
+    bytes
+}
+
+/// Reads `id`'s alarm record.
+pub(crate) fn read_alarm(
+    store: &durin_storage::ShardStore,
+    id: &crate::ObjectId,
+) -> Result<Option<AlarmRecord>, StorageError> {
+    match store.get(&id.0, &keys::record_key(id, ALARM_RECORD))? {
+        Some(bytes) => Ok(Some(decode_record::<AlarmRecord>(&bytes, "alarm")?)),
+        None => Ok(None),
+    }
+}
+
+/// Writes `id`'s alarm record and its index entry, replacing `previous`.
+pub(crate) fn write_alarm(
+    store: &mut durin_storage::ShardStore,
+    id: &crate::ObjectId,
+    previous: Option<&AlarmRecord>,
+    record: &AlarmRecord,
+) -> durin_storage::Seq {
+    if let Some(previous) = previous {
+        store.delete(&id.0, &keys::alarm_index_key(previous.at_ms, id));
+    }
+    store.put(&id.0, &keys::alarm_index_key(record.at_ms, id), b"");
+    store.put(&id.0, &keys::record_key(id, ALARM_RECORD), &encode_record(record))
+}
+
+/// Deletes `id`'s alarm record `previous` and its index entry.
+pub(crate) fn clear_alarm(
+    store: &mut durin_storage::ShardStore,
+    id: &crate::ObjectId,
+    previous: &AlarmRecord,
+) -> durin_storage::Seq {
+    store.delete(&id.0, &keys::alarm_index_key(previous.at_ms, id));
+    store.delete(&id.0, &keys::record_key(id, ALARM_RECORD))
+}
+
+impl Storage<'_, '_> {
+    fn owner(&self) -> [u8; 16] {
+        self.ctx.id.0
+    }
+
+    fn check_key(&self, key: &[u8]) -> Result<(), StorageError> {
+        let max = self.ctx.limits.key_bytes_max;
+        if key.len() > max {
+            return Err(StorageError::KeyTooLarge { bytes: key.len(), max });
+        }
+        Ok(())
+    }
+
+    /// Reads `key`.
+    pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.get_with(key, |v| v.map(<[u8]>::to_vec))
+    }
+
+    /// Reads `key` and hands the bytes to `f` without copying them.
+    pub fn get_with<R>(&mut self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R, StorageError> {
+        self.check_key(key)?;
+        let owner = self.owner();
+        keys::data_key(&mut self.ctx.key_buf, &self.ctx.id, key);
+        let value = self.ctx.store.get(&owner, &self.ctx.key_buf)?;
+        Ok(f(value.as_deref()))
+    }
+
+    /// Reads several keys; the answer is in the same order.
+    pub fn get_many(&mut self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+
+    /// Writes `key`. Fails, writing nothing, past a limit.
+    pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        self.put_with(key, value, WriteOptions::default())
+    }
+
+    /// Writes `key` with options.
+    pub fn put_with(&mut self, key: &[u8], value: &[u8], options: WriteOptions) -> Result<(), StorageError> {
+        self.check_key(key)?;
+        let max = self.ctx.limits.value_bytes_max;
+        if value.len() > max {
+            return Err(StorageError::ValueTooLarge { bytes: value.len(), max });
+        }
+        let old = self.stored_len(key)?;
+        let new = (key.len() + value.len()) as u64;
+        self.resize(old, new)?;
+        let owner = self.owner();
+        keys::data_key(&mut self.ctx.key_buf, &self.ctx.id, key);
+        let seq = self.ctx.store.put(&owner, &self.ctx.key_buf, value);
+        self.note_write(seq, options);
+        Ok(())
+    }
+
+    /// Writes several entries, all or none: a limit failing for one writes
+    /// none of them.
+    pub fn put_many(&mut self, entries: &[(&[u8], &[u8])]) -> Result<(), StorageError> {
+        let savepoint = self.ctx.store.savepoint();
+        let saved = self.snapshot();
+        for (key, value) in entries {
+            if let Err(e) = self.put(key, value) {
+                self.ctx.store.rollback_to(savepoint);
+                self.restore(saved);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes `key`; returns whether it existed.
+    pub fn delete(&mut self, key: &[u8]) -> Result<bool, StorageError> {
+        self.delete_with(key, WriteOptions::default())
+    }
+
+    /// Deletes `key` with options; returns whether it existed.
+    pub fn delete_with(&mut self, key: &[u8], options: WriteOptions) -> Result<bool, StorageError> {
+        let Some(old) = self.stored_len(key)? else { return Ok(false) };
+        self.resize(Some(old), 0)?;
+        let owner = self.owner();
+        keys::data_key(&mut self.ctx.key_buf, &self.ctx.id, key);
+        let seq = self.ctx.store.delete(&owner, &self.ctx.key_buf);
+        self.note_write(seq, options);
+        Ok(true)
+    }
+
+    /// Deletes several keys; returns how many existed.
+    pub fn delete_many(&mut self, keys: &[&[u8]]) -> Result<u64, StorageError> {
+        let mut deleted = 0;
+        for key in keys {
+            deleted += u64::from(self.delete(key)?);
+        }
+        Ok(deleted)
+    }
+
+    /// Lists entries in key order (see [`ListOptions`]).
+    pub fn list(&mut self, options: &ListOptions<'_>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+        let limit = options.limit.unwrap_or(LIST_ENTRIES_MAX).min(LIST_ENTRIES_MAX);
+        let mut entries = Vec::new();
+        if limit == 0 {
+            return Ok(entries);
+        }
+        let (lo, hi) = self.list_bounds(options);
+        let range = (as_ref_bound(&lo), as_ref_bound(&hi));
+        let owner = self.owner();
+        self.ctx.store.scan(&owner, range, options.reverse, |key, value| {
+            entries.push((key[keys::DATA_PREFIX_BYTES..].to_vec(), value.to_vec()));
+            entries.len() < limit
+        })?;
+        Ok(entries)
+    }
+
+    /// The bounds of a list on full keys.
+    fn list_bounds(&self, options: &ListOptions<'_>) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+        let full = |key: &[u8]| {
+            let mut out = Vec::new();
+            keys::data_key(&mut out, &self.ctx.id, key);
+            out
+        };
+        let mut lo = match (options.start_after, options.start) {
+            (Some(after), _) => Bound::Excluded(full(after)),
+            (None, Some(start)) => Bound::Included(full(start)),
+            (None, None) => Bound::Included(full(b"")),
+        };
+        let mut hi = match options.end {
+            Some(end) => Bound::Excluded(full(end)),
+            None => Bound::Excluded(keys::data_end(&self.ctx.id)),
+        };
+        if let Some(prefix) = options.prefix {
+            let prefix_lo = full(prefix);
+            if bound_below(&lo, &prefix_lo) {
+                lo = Bound::Included(prefix_lo);
+            }
+            let prefix_hi = match successor(prefix) {
+                Some(next) => full(&next),
+                None => keys::data_end(&self.ctx.id),
+            };
+            if bound_above(&hi, &prefix_hi) {
+                hi = Bound::Excluded(prefix_hi);
+            }
+        }
+        (lo, hi)
+    }
+
+    /// Deletes everything the object stores (its alarm stays, as in
+    /// Durable Objects). Returns how many keys were deleted.
+    pub fn delete_all(&mut self) -> Result<u64, StorageError> {
+        let owner = self.owner();
+        let mut lo = Vec::new();
+        keys::data_prefix(&mut lo, &self.ctx.id);
+        let hi = keys::data_end(&self.ctx.id);
+        let mut doomed = Vec::new();
+        self.ctx.store.scan(&owner, (Bound::Included(&lo[..]), Bound::Excluded(&hi[..])), false, |key, _| {
+            doomed.push(key.to_vec());
+            true
+        })?;
+        let mut seq = None;
+        for key in &doomed {
+            seq = Some(self.ctx.store.delete(&owner, key));
+        }
+        if let Some(seq) = seq {
+            self.note_write(seq, WriteOptions::default());
+        }
+        self.ctx.stored_bytes = Some(0);
+        self.ctx.size_changed = true;
+        Ok(doomed.len() as u64)
+    }
+
+    /// Runs `f` as one transaction: if it returns an error, every write it
+    /// made is rolled back, and reads see the earlier values again.
+    pub fn transaction<R, E>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<R, E>,
+    ) -> Result<R, TransactionError<E>> {
+        let savepoint = self.ctx.store.savepoint();
+        let saved = self.snapshot();
+        match f(self) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                self.ctx.store.rollback_to(savepoint);
+                self.restore(saved);
+                Err(TransactionError::Aborted(e))
+            }
+        }
+    }
+
+    /// Makes what this event sends next wait until every write so far is
+    /// durable, `allow_unconfirmed` ones included.
+    pub fn sync(&mut self) {
+        self.ctx.synced = true;
+    }
+
+    /// Sets the object's alarm to `at_ms` (ms since the Unix epoch),
+    /// replacing any earlier one.
+    pub fn set_alarm(&mut self, at_ms: u64) -> Result<(), StorageError> {
+        let previous = read_alarm(self.ctx.store, &self.ctx.id)?;
+        let record = AlarmRecord { at_ms, retries: 0, class: self.ctx.class_name.to_string() };
+        let seq = write_alarm(self.ctx.store, &self.ctx.id, previous.as_ref(), &record);
+        self.note_write(seq, WriteOptions::default());
+        self.ctx.alarm_set = Some(at_ms);
+        Ok(())
+    }
+
+    /// The object's alarm time, if one is set.
+    pub fn get_alarm(&mut self) -> Result<Option<u64>, StorageError> {
+        Ok(read_alarm(self.ctx.store, &self.ctx.id)?.map(|r| r.at_ms))
+    }
+
+    /// Deletes the object's alarm, if any.
+    pub fn delete_alarm(&mut self) -> Result<(), StorageError> {
+        if let Some(previous) = read_alarm(self.ctx.store, &self.ctx.id)? {
+            let seq = clear_alarm(self.ctx.store, &self.ctx.id, &previous);
+            self.note_write(seq, WriteOptions::default());
+        }
+        self.ctx.alarm_set = None;
+        Ok(())
+    }
+
+    /// The stored length (key plus value) of `key`, if it exists.
+    fn stored_len(&mut self, key: &[u8]) -> Result<Option<u64>, StorageError> {
+        self.get_with(key, |v| v.map(|v| (key.len() + v.len()) as u64))
+    }
+
+    /// Accounts a change of one entry's size from `old` to `new` bytes,
+    /// refusing it past the object's limit.
+    fn resize(&mut self, old: Option<u64>, new: u64) -> Result<(), StorageError> {
+        let current = self.stored_bytes()?;
+        let next = current - old.unwrap_or(0).min(current) + new;
+        let max = self.ctx.limits.object_bytes_max;
+        if next > max && next > current {
+            return Err(StorageError::ObjectTooLarge { bytes: next, max });
+        }
+        if next != current {
+            self.ctx.stored_bytes = Some(next);
+            self.ctx.size_changed = true;
+        }
+        Ok(())
+    }
+
+    fn stored_bytes(&mut self) -> Result<u64, StorageError> {
+        if let Some(bytes) = self.ctx.stored_bytes {
+            return Ok(bytes);
+        }
+        let key = keys::record_key(&self.ctx.id, SIZE_RECORD);
+        let bytes = match self.ctx.store.get(&self.ctx.id.0, &key)? {
+            Some(v) => decode_record::<SizeRecord>(&v, "size")?.bytes,
+            None => 0,
+        };
+        self.ctx.stored_bytes = Some(bytes);
+        Ok(bytes)
+    }
+
+    fn note_write(&mut self, seq: durin_storage::Seq, options: WriteOptions) {
+        if options.allow_unconfirmed {
+            self.ctx.wrote_unconfirmed = Some(seq);
+        } else {
+            self.ctx.wrote = Some(seq);
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            stored_bytes: self.ctx.stored_bytes,
+            size_changed: self.ctx.size_changed,
+            alarm_set: self.ctx.alarm_set,
+        }
+    }
+
+    fn restore(&mut self, saved: Snapshot) {
+        self.ctx.stored_bytes = saved.stored_bytes;
+        self.ctx.size_changed = saved.size_changed;
+        self.ctx.alarm_set = saved.alarm_set;
+    }
+}
+
+/// What a rollback restores besides the store.
+#[derive(Clone, Copy)]
+struct Snapshot {
+    stored_bytes: Option<u64>,
+    size_changed: bool,
+    alarm_set: Option<u64>,
+}
+
+/// Persists the object's size record if this event changed it. Called by
+/// the shard at the end of an event, inside the event's savepoint.
+pub(crate) fn persist_size(ctx: &mut super::Context<'_>) {
+    if !ctx.size_changed {
+        return;
+    }
+    let bytes = ctx.stored_bytes.expect("a changed size is known");
+    let key = keys::record_key(&ctx.id, SIZE_RECORD);
+    let seq = if bytes == 0 {
+        ctx.store.delete(&ctx.id.0, &key)
+    } else {
+        ctx.store.put(&ctx.id.0, &key, &encode_record(&SizeRecord { bytes }))
+    };
+    // The size record rides with the writes that changed it; it holds the
+    // gate no longer than they do.
+    if ctx.wrote.is_some() {
+        ctx.wrote = Some(seq);
+    } else {
+        ctx.wrote_unconfirmed = Some(seq);
+    }
+    ctx.size_changed = false;
+}
+
+fn as_ref_bound(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(v) => Bound::Included(&v[..]),
+        Bound::Excluded(v) => Bound::Excluded(&v[..]),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// Whether lower bound `b` lies below `key` (so `key` is the tighter one).
+fn bound_below(b: &Bound<Vec<u8>>, key: &[u8]) -> bool {
+    match b {
+        Bound::Included(v) | Bound::Excluded(v) => v.as_slice() < key,
+        Bound::Unbounded => true,
+    }
+}
+
+/// Whether upper bound `b` lies above `key`.
+fn bound_above(b: &Bound<Vec<u8>>, key: &[u8]) -> bool {
+    match b {
+        Bound::Included(v) | Bound::Excluded(v) => v.as_slice() > key,
+        Bound::Unbounded => true,
+    }
+}
+
+/// The smallest byte string greater than every string starting with
+/// `prefix`, or `None` if there is none (all bytes 0xff).
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut next = prefix.to_vec();
+    while let Some(last) = next.pop() {
+        if last < 0xff {
+            next.push(last + 1);
+            return Some(next);
+        }
+    }
+    None
+}
