@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use durin_storage::{Layout, StoreOptions};
 
 use crate::classes::counter::CounterClass;
+use crate::classes::kv::KvClass;
 use crate::classes::ratelimit::RateLimitClass;
 use crate::config::{Config, ConfigError};
 use crate::mesh::{self, ShardWaker};
@@ -103,10 +104,11 @@ impl Default for ServerBuilder {
 }
 
 impl ServerBuilder {
-    /// A builder with the built-in classes `counter` and `ratelimit`.
+    /// A builder with the built-in classes `counter`, `kv` and `ratelimit`.
     pub fn new() -> Self {
         ServerBuilder::empty()
             .class_with_config("counter", |t| Ok(Arc::new(CounterClass::from_config(t)?)))
+            .class_with_config("kv", |t| Ok(Arc::new(KvClass::from_config(t)?)))
             .class_with_config("ratelimit", |t| {
                 Ok(Arc::new(RateLimitClass::from_config(t)?))
             })

@@ -3,6 +3,7 @@
 //! implements.
 
 pub mod counter;
+pub mod kv;
 pub mod ratelimit;
 
 /// Writes `{"value": N}`-style JSON number fields without going through a

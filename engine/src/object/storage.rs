@@ -453,6 +453,8 @@ impl Storage<'_, '_> {
             stored_bytes: self.ctx.stored_bytes,
             size_changed: self.ctx.size_changed,
             alarm_set: self.ctx.alarm_set,
+            wrote: self.ctx.wrote,
+            wrote_unconfirmed: self.ctx.wrote_unconfirmed,
         }
     }
 
@@ -460,6 +462,10 @@ impl Storage<'_, '_> {
         self.ctx.stored_bytes = saved.stored_bytes;
         self.ctx.size_changed = saved.size_changed;
         self.ctx.alarm_set = saved.alarm_set;
+        // A rolled-back write must not hold the output gate: its group may
+        // never be written at all.
+        self.ctx.wrote = saved.wrote;
+        self.ctx.wrote_unconfirmed = saved.wrote_unconfirmed;
     }
 }
 
@@ -469,6 +475,8 @@ struct Snapshot {
     stored_bytes: Option<u64>,
     size_changed: bool,
     alarm_set: Option<u64>,
+    wrote: Option<durin_storage::Seq>,
+    wrote_unconfirmed: Option<durin_storage::Seq>,
 }
 
 /// Persists the object's size record if this event changed it. Called by

@@ -1,0 +1,327 @@
+//! `kv`: an object's storage API over HTTP, for scripts, tests and users
+//! who do not write Rust.
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `PUT /kv/{object}/keys/{key}` (body: the value) | `{"ok": true}` once durable |
+//! | `GET /kv/{object}/keys/{key}` | the value's bytes, or 404 |
+//! | `DELETE /kv/{object}/keys/{key}` | `{"deleted": true\|false}` |
+//! | `GET /kv/{object}/list?prefix=&start=&start_after=&end=&reverse=true&limit=N` | `{"entries": [{"key": …, "value": …}]}` |
+//! | `POST /kv/{object}/transaction` | `{"ok": true}`, or 409 if a check fails (nothing applied) |
+//! | `DELETE /kv/{object}` | `{"deleted": N}` |
+//! | `PUT /kv/{object}/alarm` with `{"at_ms": T}` or `{"in_ms": D}` | `{"ok": true}` |
+//! | `GET /kv/{object}/alarm` | `{"at_ms": T}` or `{"at_ms": null}` |
+//! | `DELETE /kv/{object}/alarm` | `{"ok": true}` |
+//!
+//! Keys in paths are percent-decoded. A key or value that is not UTF-8
+//! comes back as `key_base64` / `value_base64`. When the alarm fires, the
+//! object writes `alarm:fired` with the firing time in ms.
+
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Value as Json};
+
+use crate::config::{reject_unknown, ConfigError};
+use crate::object::{
+    AlarmError, Context, DurableObject, ListOptions, ObjectClass, Request, Response, StorageError, TransactionError,
+};
+use crate::ObjectId;
+
+/// Default and largest `limit` of a list.
+pub const LIST_LIMIT_DEFAULT: usize = 1000;
+pub const LIST_LIMIT_MAX: usize = 10_000;
+/// Most operations in one transaction.
+pub const TRANSACTION_OPS_MAX: usize = 1000;
+
+/// The kv class.
+pub struct KvClass;
+
+impl KvClass {
+    /// Builds the class from its config table (no settings of its own).
+    pub fn from_config(table: &mut toml::Table) -> Result<KvClass, ConfigError> {
+        reject_unknown(table, "kv")?;
+        Ok(KvClass)
+    }
+}
+
+impl ObjectClass for KvClass {
+    fn create(&self, _id: &ObjectId, _ctx: &mut Context<'_>) -> Box<dyn DurableObject> {
+        Box::new(Kv)
+    }
+}
+
+struct Kv;
+
+fn respond_json(res: &mut Response, status: u16, body: &Json) {
+    res.json(status);
+    // Serializing a `serde_json::Value` into a Vec cannot fail.
+    let _ = serde_json::to_writer(res.body_mut(), body);
+}
+
+fn error(res: &mut Response, status: u16, message: &str) {
+    respond_json(res, status, &json!({ "error": message }));
+}
+
+fn storage_error(res: &mut Response, e: &StorageError) {
+    match e {
+        StorageError::KeyTooLarge { max, .. } => {
+            respond_json(res, 413, &json!({ "error": e.to_string(), "limit": "key_bytes_max", "max": max }))
+        }
+        StorageError::ValueTooLarge { max, .. } => {
+            respond_json(res, 413, &json!({ "error": e.to_string(), "limit": "value_bytes_max", "max": max }))
+        }
+        StorageError::ObjectTooLarge { max, .. } => {
+            respond_json(res, 413, &json!({ "error": e.to_string(), "limit": "storage_bytes_max", "max": max }))
+        }
+        _ => error(res, 500, &e.to_string()),
+    }
+}
+
+/// Bytes as a JSON field: `name` if UTF-8, else `name_base64`.
+fn put_bytes(map: &mut serde_json::Map<String, Json>, name: &str, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => map.insert(name.to_string(), Json::String(text.to_string())),
+        Err(_) => map.insert(
+            format!("{name}_base64"),
+            Json::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        ),
+    };
+}
+
+/// Percent-decodes a path segment or query value (`+` is a space in a
+/// query). `None` if the encoding is invalid.
+fn decode(text: &str, plus_is_space: bool) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len());
+    let owned;
+    let text = if plus_is_space {
+        owned = text.replace('+', " ");
+        &owned
+    } else {
+        text
+    };
+    durin_net::http::percent_decode(text, &mut out).ok()?;
+    Some(out)
+}
+
+/// The query's parameters, decoded; `None` if one is badly encoded.
+fn query_params(query: Option<&str>) -> Option<Vec<(String, Vec<u8>)>> {
+    let mut params = Vec::new();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = String::from_utf8(decode(name, true)?).ok()?;
+        params.push((name, decode(value, true)?));
+    }
+    Some(params)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransactionBody {
+    ops: Vec<Op>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Op {
+    op: String,
+    key: String,
+    #[serde(default)]
+    value: Option<String>,
+    #[serde(default)]
+    value_base64: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlarmBody {
+    at_ms: Option<u64>,
+    in_ms: Option<u64>,
+}
+
+impl DurableObject for Kv {
+    fn fetch(&mut self, req: &Request<'_>, res: &mut Response, ctx: &mut Context<'_>) {
+        if let Some(encoded) = req.path.strip_prefix("/keys/") {
+            let Some(key) = decode(encoded, false) else { return error(res, 400, "invalid percent-encoding in key") };
+            return match req.method {
+                "PUT" => put(&key, req.body, res, ctx),
+                "GET" => get(&key, res, ctx),
+                "DELETE" => delete(&key, res, ctx),
+                _ => error(res, 405, "use GET, PUT or DELETE on a key"),
+            };
+        }
+        match (req.method, req.path) {
+            ("GET", "/list") => list(req.query, res, ctx),
+            ("POST", "/transaction") => transaction(req.body, res, ctx),
+            ("DELETE", "") => match ctx.storage().delete_all() {
+                Ok(n) => respond_json(res, 200, &json!({ "deleted": n })),
+                Err(e) => storage_error(res, &e),
+            },
+            ("PUT", "/alarm") => set_alarm(req.body, res, ctx),
+            ("GET", "/alarm") => match ctx.storage().get_alarm() {
+                Ok(at) => respond_json(res, 200, &json!({ "at_ms": at })),
+                Err(e) => storage_error(res, &e),
+            },
+            ("DELETE", "/alarm") => match ctx.storage().delete_alarm() {
+                Ok(()) => respond_json(res, 200, &json!({ "ok": true })),
+                Err(e) => storage_error(res, &e),
+            },
+            _ => {
+                res.text(404, "Not found");
+            }
+        }
+    }
+
+    fn alarm(&mut self, ctx: &mut Context<'_>) -> Result<(), AlarmError> {
+        let now = ctx.now_ms().to_string();
+        ctx.storage().put(b"alarm:fired", now.as_bytes()).map_err(|e| AlarmError(e.to_string()))
+    }
+}
+
+fn put(key: &[u8], value: &[u8], res: &mut Response, ctx: &mut Context<'_>) {
+    match ctx.storage().put(key, value) {
+        Ok(()) => respond_json(res, 200, &json!({ "ok": true })),
+        Err(e) => storage_error(res, &e),
+    }
+}
+
+fn get(key: &[u8], res: &mut Response, ctx: &mut Context<'_>) {
+    let found = ctx.storage().get_with(key, |v| {
+        v.map(|v| {
+            res.status(200).content_type("application/octet-stream").body(v);
+        })
+    });
+    match found {
+        Ok(Some(())) => {}
+        Ok(None) => {
+            res.text(404, "Not found");
+        }
+        Err(e) => storage_error(res, &e),
+    }
+}
+
+fn delete(key: &[u8], res: &mut Response, ctx: &mut Context<'_>) {
+    match ctx.storage().delete(key) {
+        Ok(deleted) => respond_json(res, 200, &json!({ "deleted": deleted })),
+        Err(e) => storage_error(res, &e),
+    }
+}
+
+fn list(query: Option<&str>, res: &mut Response, ctx: &mut Context<'_>) {
+    let Some(params) = query_params(query) else { return error(res, 400, "invalid percent-encoding in the query") };
+    let param = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice());
+    if let Some((unknown, _)) =
+        params.iter().find(|(n, _)| !["prefix", "start", "start_after", "end", "reverse", "limit"].contains(&n.as_str()))
+    {
+        return error(res, 400, &format!("unknown list option `{unknown}`"));
+    }
+    let reverse = match param("reverse") {
+        None | Some(b"false") => false,
+        Some(b"true") => true,
+        Some(_) => return error(res, 400, "reverse must be true or false"),
+    };
+    let limit = match param("limit") {
+        None => LIST_LIMIT_DEFAULT,
+        Some(text) => match std::str::from_utf8(text).ok().and_then(|t| t.parse::<usize>().ok()) {
+            Some(n) if n <= LIST_LIMIT_MAX => n,
+            _ => return error(res, 400, &format!("limit must be a number from 0 to {LIST_LIMIT_MAX}")),
+        },
+    };
+    let options = ListOptions {
+        prefix: param("prefix"),
+        start: param("start"),
+        start_after: param("start_after"),
+        end: param("end"),
+        reverse,
+        limit: Some(limit),
+    };
+    match ctx.storage().list(&options) {
+        Ok(entries) => {
+            let entries: Vec<Json> = entries
+                .iter()
+                .map(|(k, v)| {
+                    let mut map = serde_json::Map::new();
+                    put_bytes(&mut map, "key", k);
+                    put_bytes(&mut map, "value", v);
+                    Json::Object(map)
+                })
+                .collect();
+            respond_json(res, 200, &json!({ "entries": entries }));
+        }
+        Err(e) => storage_error(res, &e),
+    }
+}
+
+/// Why a transaction did not apply.
+enum Abort {
+    CheckFailed(String),
+    Storage(StorageError),
+}
+
+fn transaction(body: &[u8], res: &mut Response, ctx: &mut Context<'_>) {
+    let parsed: TransactionBody = match serde_json::from_slice(body) {
+        Ok(b) => b,
+        Err(e) => return error(res, 400, &format!("malformed transaction: {e}")),
+    };
+    if parsed.ops.len() > TRANSACTION_OPS_MAX {
+        return error(res, 413, &format!("a transaction has at most {TRANSACTION_OPS_MAX} operations"));
+    }
+    let mut ops = Vec::with_capacity(parsed.ops.len());
+    for op in &parsed.ops {
+        let value = match (&op.value, &op.value_base64) {
+            (Some(v), None) => Some(v.as_bytes().to_vec()),
+            (None, Some(b)) => match base64::engine::general_purpose::STANDARD.decode(b) {
+                Ok(v) => Some(v),
+                Err(_) => return error(res, 400, "value_base64 is not valid base64"),
+            },
+            (None, None) => None,
+            (Some(_), Some(_)) => return error(res, 400, "give value or value_base64, not both"),
+        };
+        match (op.op.as_str(), &value) {
+            ("put", Some(_)) | ("delete", None) | ("check", _) => {}
+            ("put", None) => return error(res, 400, "a put needs a value"),
+            ("delete", Some(_)) => return error(res, 400, "a delete takes no value"),
+            (other, _) => return error(res, 400, &format!("unknown op `{other}` (put, delete or check)")),
+        }
+        ops.push((op.op.as_str(), op.key.as_bytes(), value));
+    }
+    let result = ctx.storage().transaction(|storage| {
+        for (op, key, value) in &ops {
+            match *op {
+                "put" => storage.put(key, value.as_deref().unwrap_or_default()).map_err(Abort::Storage)?,
+                "delete" => {
+                    storage.delete(key).map_err(Abort::Storage)?;
+                }
+                _ => {
+                    let current = storage.get(key).map_err(Abort::Storage)?;
+                    if current.as_deref() != value.as_deref() {
+                        return Err(Abort::CheckFailed(String::from_utf8_lossy(key).into_owned()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => respond_json(res, 200, &json!({ "ok": true })),
+        Err(TransactionError::Aborted(Abort::CheckFailed(key))) => {
+            respond_json(res, 409, &json!({ "error": "check failed; nothing was applied", "key": key }))
+        }
+        Err(TransactionError::Aborted(Abort::Storage(e))) => storage_error(res, &e),
+    }
+}
+
+fn set_alarm(body: &[u8], res: &mut Response, ctx: &mut Context<'_>) {
+    let parsed: AlarmBody = match serde_json::from_slice(body) {
+        Ok(b) => b,
+        Err(e) => return error(res, 400, &format!("malformed alarm: {e}")),
+    };
+    let at_ms = match (parsed.at_ms, parsed.in_ms) {
+        (Some(at), None) => at,
+        (None, Some(d)) => ctx.now_ms().saturating_add(d),
+        _ => return error(res, 400, "give exactly one of at_ms and in_ms"),
+    };
+    match ctx.storage().set_alarm(at_ms) {
+        Ok(()) => respond_json(res, 200, &json!({ "ok": true, "at_ms": at_ms })),
+        Err(e) => storage_error(res, &e),
+    }
+}
