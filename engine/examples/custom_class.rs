@@ -26,9 +26,8 @@ struct Guestbook {
 }
 
 impl Guestbook {
-    fn save(&self, ctx: &mut Context<'_>) {
-        ctx.storage()
-            .put(b"names", self.names.join("\n").as_bytes());
+    fn save(&self, ctx: &mut Context<'_>) -> Result<(), durin::object::StorageError> {
+        ctx.storage().put(b"names", self.names.join("\n").as_bytes())
     }
 }
 
@@ -46,7 +45,12 @@ impl DurableObject for Guestbook {
                     res.text(409, "the guestbook is full");
                 } else {
                     self.names.push(name.to_string());
-                    self.save(ctx);
+                    if let Err(e) = self.save(ctx) {
+                        // Nothing was written: forget the name again.
+                        self.names.pop();
+                        res.text(507, &e.to_string());
+                        return;
+                    }
                     res.text(200, &format!("signed; {} signatures", self.names.len()));
                 }
             }

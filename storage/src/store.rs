@@ -452,6 +452,11 @@ impl ShardStore {
         !self.open.is_empty() || self.in_flight.is_some()
     }
 
+    /// Whether every write so far is durable and in fjall.
+    pub fn is_settled(&self) -> bool {
+        self.open.is_empty() && self.in_flight.is_none() && self.apply_backlog == 0
+    }
+
     /// Whether the applier has answered and [`poll_applier`](Self::poll_applier)
     /// would make progress.
     pub fn applier_ready(&self) -> bool {

@@ -12,6 +12,7 @@ mod cli_validation;
 mod connection_cap;
 mod counter_basics;
 mod counter_survives_sigkill;
+mod crash_keeps_acknowledged_writes;
 mod cross_shard_concurrency;
 mod header_timeout;
 mod http_keepalive_pipelining;
