@@ -16,6 +16,7 @@
 //! value_bytes_max = 131072
 //! storage_bytes_max = 1073741824
 //! alarm_retry = true               # retry failed alarms with backoff
+//! alarm_retry_backoff_ms = 2000    # the first retry's delay; doubling after
 //! ```
 
 use std::collections::BTreeMap;
@@ -65,8 +66,10 @@ pub struct ClassCommon {
     pub idle_timeout_ms: u64,
     /// Limits on what each object of the class stores.
     pub limits: crate::object::StorageLimits,
-    /// Whether a failed alarm is retried (6 times, backoff from 2 s).
+    /// Whether a failed alarm is retried (6 times, with exponential backoff).
     pub alarm_retry: bool,
+    /// The first retry's delay; each further one doubles it.
+    pub alarm_retry_backoff_ms: u64,
 }
 
 impl Default for ClassCommon {
@@ -75,6 +78,7 @@ impl Default for ClassCommon {
             idle_timeout_ms: 60_000,
             limits: crate::object::StorageLimits::default(),
             alarm_retry: true,
+            alarm_retry_backoff_ms: 2_000,
         }
     }
 }
@@ -167,6 +171,8 @@ impl Config {
                 "classes.{class}.value_bytes_max must be at most {VALUE_BYTES_MAX_LIMIT}"
             )));
         }
+        common.alarm_retry_backoff_ms =
+            take_u64(&mut table, class, "alarm_retry_backoff_ms", common.alarm_retry_backoff_ms)?;
         if let Some(value) = table.remove("alarm_retry") {
             common.alarm_retry = value
                 .as_bool()

@@ -7,6 +7,7 @@
 
 mod harness;
 
+mod alarm_retries;
 mod bad_input;
 mod cli_validation;
 mod connection_cap;

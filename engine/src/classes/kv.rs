@@ -15,7 +15,9 @@
 //!
 //! Keys in paths are percent-decoded. A key or value that is not UTF-8
 //! comes back as `key_base64` / `value_base64`. When the alarm fires, the
-//! object writes `alarm:fired` with the firing time in ms.
+//! object writes `alarm:fired` with the firing time in ms; while the object
+//! holds the key `alarm:fail`, its alarm fails instead and counts its
+//! attempts in `alarm:attempts` (to see retries).
 
 use base64::Engine as _;
 use serde::Deserialize;
@@ -172,6 +174,22 @@ impl DurableObject for Kv {
     }
 
     fn alarm(&mut self, ctx: &mut Context<'_>) -> Result<(), AlarmError> {
+        // A way for scripts and tests to see retries: while the object
+        // holds `alarm:fail`, its alarm fails (and counts its attempts).
+        let failing = ctx.storage().get(b"alarm:fail").map_err(|e| AlarmError(e.to_string()))?;
+        if failing.is_some() {
+            let attempts = ctx
+                .storage()
+                .get(b"alarm:attempts")
+                .map_err(|e| AlarmError(e.to_string()))?
+                .and_then(|v| String::from_utf8(v).ok()?.parse::<u64>().ok())
+                .unwrap_or(0);
+            // An error keeps the event's writes (only a panic rolls them
+            // back), so the attempt count survives the failure.
+            let attempts = (attempts + 1).to_string();
+            ctx.storage().put(b"alarm:attempts", attempts.as_bytes()).map_err(|e| AlarmError(e.to_string()))?;
+            return Err(AlarmError(format!("alarm:fail is set (attempt {attempts})")));
+        }
         let now = ctx.now_ms().to_string();
         ctx.storage().put(b"alarm:fired", now.as_bytes()).map_err(|e| AlarmError(e.to_string()))
     }

@@ -9,8 +9,9 @@
 //! while the server was down, and they fire at once.
 //!
 //! Firing is at least once. A handler that fails (returns an error or
-//! panics) is retried with exponential backoff from 2 s, up to 6 retries,
-//! unless the class sets `alarm_retry = false`.
+//! panics) is retried with exponential backoff from 2 s (the class's
+//! `alarm_retry_backoff_ms`), up to 6 retries, unless the class sets
+//! `alarm_retry = false`.
 
 use std::ops::Bound;
 
@@ -27,9 +28,9 @@ pub const ALARM_SCAN_INTERVAL_MS: u64 = 1_000;
 /// Most index entries one scan moves into the wheel; the rest wait for the
 /// next scan.
 pub const ALARM_SCAN_ENTRIES_MAX: usize = 100_000;
-/// Retries of a failing alarm, and the first backoff.
+/// Retries of a failing alarm (the first backoff is per class, 2 s by
+/// default, doubling after each failure).
 pub const ALARM_RETRIES_MAX: u32 = 6;
-pub const ALARM_BACKOFF_FIRST_MS: u64 = 2_000;
 
 impl Shard {
     /// Puts an alarm just set by an object into the wheel if the scan has
@@ -91,7 +92,7 @@ impl Shard {
             log::warn!("shard {}: alarm of {id} belongs to class `{}`, which is not registered", self.index, record.class);
             return;
         };
-        let retry = entry.common.alarm_retry;
+        let (retry, backoff_first_ms) = (entry.common.alarm_retry, entry.common.alarm_retry_backoff_ms);
         metrics::add(&self.metrics.alarms_fired_total, 1);
         let outcome = self.objects.run(&self.registry, class, id, &mut self.store, self.wall_ms, |object, ctx| {
             object.alarm(ctx)
@@ -118,7 +119,7 @@ impl Shard {
         };
         if !succeeded && retry && current.retries < ALARM_RETRIES_MAX {
             metrics::add(&self.metrics.alarms_retried_total, 1);
-            let backoff = ALARM_BACKOFF_FIRST_MS << current.retries;
+            let backoff = backoff_first_ms.saturating_mul(1 << current.retries);
             let next = AlarmRecord { at_ms: self.wall_ms + backoff, retries: current.retries + 1, class: record.class };
             write_alarm(&mut self.store, &id, Some(&current), &next);
             self.schedule_alarm(class, id, next.at_ms);
