@@ -322,6 +322,9 @@ impl ShardStore {
         mut f: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), Error> {
         let keyspace = self.keyspace_of(partition);
+        if range_is_empty(range) {
+            return Ok(());
+        }
         let mut stored: Box<dyn Iterator<Item = fjall::Guard>> = if reverse {
             Box::new(keyspace.range::<&[u8], _>(range).rev())
         } else {
@@ -643,5 +646,17 @@ impl Drop for ShardStore {
         if let Some(handle) = self.applier.take() {
             let _ = handle.join();
         }
+    }
+}
+
+/// Whether no key lies within `range` (an inverted or empty range, which
+/// ordered maps refuse to iterate).
+fn range_is_empty((lo, hi): (Bound<&[u8]>, Bound<&[u8]>)) -> bool {
+    match (lo, hi) {
+        (Bound::Included(a), Bound::Included(b)) => a > b,
+        (Bound::Included(a), Bound::Excluded(b))
+        | (Bound::Excluded(a), Bound::Included(b))
+        | (Bound::Excluded(a), Bound::Excluded(b)) => a >= b,
+        _ => false,
     }
 }

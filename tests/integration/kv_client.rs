@@ -75,7 +75,7 @@ pub fn base64_encode(bytes: &[u8]) -> String {
 /// Decodes standard base64 with padding; panics on anything else.
 pub fn base64_decode(text: &str) -> Vec<u8> {
     assert!(
-        text.len() % 4 == 0,
+        text.len().is_multiple_of(4),
         "base64 {text:?} is not padded to a multiple of 4"
     );
     let mut out = Vec::new();

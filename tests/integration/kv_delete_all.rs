@@ -2,9 +2,7 @@
 //! many; other objects keep theirs, and the object's alarm stays set.
 
 use crate::harness::Server;
-use crate::kv_client::{
-    alarm, delete_all, get, list, put, set_alarm, wait_fired, FIRED_KEY,
-};
+use crate::kv_client::{alarm, delete_all, get, list, put, set_alarm, wait_fired, FIRED_KEY};
 use std::time::Duration;
 
 #[test]
@@ -63,7 +61,7 @@ fn delete_all_keeps_the_alarm() {
     assert_eq!(alarm(&mut conn, "far-alarm"), Some(far));
 
     // An alarm kept through a delete-all still fires.
-    let near = set_alarm(&mut conn, "near-alarm", "{\"in_ms\": 800}");
+    let near = set_alarm(&mut conn, "near-alarm", "{\"in_ms\": 1500}");
     put(&mut conn, "near-alarm", b"k", b"v");
     assert_eq!(delete_all(&mut conn, "near-alarm"), 1);
     assert_eq!(alarm(&mut conn, "near-alarm"), Some(near));

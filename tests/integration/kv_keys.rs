@@ -117,8 +117,14 @@ fn percent_encoded_keys_are_decoded() {
     put_raw(&mut conn, "a+b", b"plus");
     put_raw(&mut conn, "%61%62%63", b"abc");
 
-    assert_eq!(get(&mut conn, object, b"a/b").as_deref(), Some(&b"slash"[..]));
-    assert_eq!(get(&mut conn, object, b"a b").as_deref(), Some(&b"space"[..]));
+    assert_eq!(
+        get(&mut conn, object, b"a/b").as_deref(),
+        Some(&b"slash"[..])
+    );
+    assert_eq!(
+        get(&mut conn, object, b"a b").as_deref(),
+        Some(&b"space"[..])
+    );
     assert_eq!(
         get(&mut conn, object, "été".as_bytes()).as_deref(),
         Some(&b"accents"[..])
@@ -184,10 +190,22 @@ fn percent_encoded_keys_are_decoded() {
 fn objects_are_independent() {
     let server = Server::start(2);
     let mut conn = server.connect();
-    let objects: Vec<String> = (0..16).map(|index| format!("independent-{index}")).collect();
+    let objects: Vec<String> = (0..16)
+        .map(|index| format!("independent-{index}"))
+        .collect();
     for (index, object) in objects.iter().enumerate() {
-        put(&mut conn, object, b"shared-key", format!("value of {index}").as_bytes());
-        put(&mut conn, object, format!("own-{index}").as_bytes(), b"mine");
+        put(
+            &mut conn,
+            object,
+            b"shared-key",
+            format!("value of {index}").as_bytes(),
+        );
+        put(
+            &mut conn,
+            object,
+            format!("own-{index}").as_bytes(),
+            b"mine",
+        );
     }
     assert!(delete(&mut conn, &objects[0], b"shared-key"));
     put(&mut conn, &objects[1], b"shared-key", b"changed");

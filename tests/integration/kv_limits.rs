@@ -30,11 +30,21 @@ fn a_key_over_key_bytes_max_is_413_and_not_written() {
     let at_limit = "k".repeat(KEY_BYTES_MAX);
     let over = "k".repeat(KEY_BYTES_MAX + 1);
     let response = try_put(&mut conn, object, over.as_bytes(), b"v");
-    assert_over_limit(&response, "key_bytes_max", KEY_BYTES_MAX as u64, "a 17-byte key");
+    assert_over_limit(
+        &response,
+        "key_bytes_max",
+        KEY_BYTES_MAX as u64,
+        "a 17-byte key",
+    );
     assert_eq!(keys_of(&mut conn, object), Vec::<String>::new());
     // Multi-byte characters count in bytes: 6 × 3 bytes = 18.
     let response = try_put(&mut conn, object, "€€€€€€".as_bytes(), b"v");
-    assert_over_limit(&response, "key_bytes_max", KEY_BYTES_MAX as u64, "six euro signs");
+    assert_over_limit(
+        &response,
+        "key_bytes_max",
+        KEY_BYTES_MAX as u64,
+        "six euro signs",
+    );
     put(&mut conn, object, at_limit.as_bytes(), b"v");
     assert_eq!(keys_of(&mut conn, object), [at_limit]);
 }
@@ -45,12 +55,22 @@ fn a_value_over_value_bytes_max_is_413_and_not_written() {
     let mut conn = server.connect();
     let object = "big-values";
     let response = try_put(&mut conn, object, b"k", &[b'v'; VALUE_BYTES_MAX + 1]);
-    assert_over_limit(&response, "value_bytes_max", VALUE_BYTES_MAX as u64, "65 bytes");
+    assert_over_limit(
+        &response,
+        "value_bytes_max",
+        VALUE_BYTES_MAX as u64,
+        "65 bytes",
+    );
     assert_eq!(get(&mut conn, object, b"k"), None);
     put(&mut conn, object, b"k", &[b'v'; VALUE_BYTES_MAX]);
     // Overwriting with a value over the limit leaves the old one.
     let response = try_put(&mut conn, object, b"k", &[b'w'; VALUE_BYTES_MAX + 1]);
-    assert_over_limit(&response, "value_bytes_max", VALUE_BYTES_MAX as u64, "an overwrite");
+    assert_over_limit(
+        &response,
+        "value_bytes_max",
+        VALUE_BYTES_MAX as u64,
+        "an overwrite",
+    );
     assert_eq!(
         get(&mut conn, object, b"k"),
         Some(vec![b'v'; VALUE_BYTES_MAX])
@@ -68,19 +88,34 @@ fn a_write_over_storage_bytes_max_is_413_until_a_delete_frees_room() {
         put(&mut conn, object, key.as_bytes(), &value);
     }
     let response = try_put(&mut conn, object, b"k4", b"x");
-    assert_over_limit(&response, "storage_bytes_max", STORAGE_BYTES_MAX, "201 bytes");
+    assert_over_limit(
+        &response,
+        "storage_bytes_max",
+        STORAGE_BYTES_MAX,
+        "201 bytes",
+    );
     assert_eq!(get(&mut conn, object, b"k4"), None);
     // Shrinking an entry frees its bytes; growing one counts its growth.
     put(&mut conn, object, b"k1", &value[..60]);
     put(&mut conn, object, b"z", b"zzz");
     // 2 + 60 + 2 × 66 + 4 = 198: k1 may grow by 2 bytes, not by 3.
     let response = try_put(&mut conn, object, b"k1", &[b'w'; 63]);
-    assert_over_limit(&response, "storage_bytes_max", STORAGE_BYTES_MAX, "k1 growing by 3");
+    assert_over_limit(
+        &response,
+        "storage_bytes_max",
+        STORAGE_BYTES_MAX,
+        "k1 growing by 3",
+    );
     assert_eq!(get(&mut conn, object, b"k1"), Some(value[..60].to_vec()));
     put(&mut conn, object, b"k1", &value[..62]);
     // Exactly at the limit now: not one byte more.
     let response = try_put(&mut conn, object, b"y", b"");
-    assert_over_limit(&response, "storage_bytes_max", STORAGE_BYTES_MAX, "201 bytes again");
+    assert_over_limit(
+        &response,
+        "storage_bytes_max",
+        STORAGE_BYTES_MAX,
+        "201 bytes again",
+    );
     // Other objects have their own room.
     put(&mut conn, "other", b"k1", &value);
     // Deleting a key frees its bytes.
@@ -88,7 +123,12 @@ fn a_write_over_storage_bytes_max_is_413_until_a_delete_frees_room() {
     put(&mut conn, object, b"k4", &value);
     assert_eq!(keys_of(&mut conn, object), ["k1", "k3", "k4", "z"]);
     let response = try_put(&mut conn, object, b"k5", b"");
-    assert_over_limit(&response, "storage_bytes_max", STORAGE_BYTES_MAX, "full again");
+    assert_over_limit(
+        &response,
+        "storage_bytes_max",
+        STORAGE_BYTES_MAX,
+        "full again",
+    );
     // Deleting everything frees all of it.
     assert_eq!(delete_all(&mut conn, object), 4);
     for key in ["k1", "k2", "k3"] {
@@ -106,14 +146,29 @@ fn a_transaction_over_storage_bytes_max_applies_nothing() {
     put(&mut conn, object, b"k2", value.as_bytes());
     let before = list(&mut conn, object, "");
     // Each op fits alone; together they come to 2 × 66 + 2 × 66 = 264.
-    let body = ops(&[op_put("k3", &value), op_delete("k1"), op_put("k4", &value), op_put("k5", &value)]);
+    let body = ops(&[
+        op_put("k3", &value),
+        op_delete("k1"),
+        op_put("k4", &value),
+        op_put("k5", &value),
+    ]);
     let response = transaction(&mut conn, object, &body);
-    assert_over_limit(&response, "storage_bytes_max", STORAGE_BYTES_MAX, "the transaction");
+    assert_over_limit(
+        &response,
+        "storage_bytes_max",
+        STORAGE_BYTES_MAX,
+        "the transaction",
+    );
     assert_eq!(list(&mut conn, object, ""), before, "nothing applied");
     // The refused transaction left no bytes counted: a third entry fits.
     put(&mut conn, object, b"k3", value.as_bytes());
     // A transaction that deletes before it writes fits.
-    let body = ops(&[op_delete("k1"), op_delete("k2"), op_put("k4", &value), op_put("k5", &value)]);
+    let body = ops(&[
+        op_delete("k1"),
+        op_delete("k2"),
+        op_put("k4", &value),
+        op_put("k5", &value),
+    ]);
     assert_ok(&transaction(&mut conn, object, &body), "deletes first");
     assert_eq!(keys_of(&mut conn, object), ["k3", "k4", "k5"]);
 }
@@ -131,7 +186,12 @@ fn storage_accounting_survives_sigkill() {
     server.restart(2);
     let mut conn = server.connect();
     let response = try_put(&mut conn, "counted", b"k4", b"x");
-    assert_over_limit(&response, "storage_bytes_max", STORAGE_BYTES_MAX, "after restart");
+    assert_over_limit(
+        &response,
+        "storage_bytes_max",
+        STORAGE_BYTES_MAX,
+        "after restart",
+    );
     assert!(delete(&mut conn, "counted", b"k1"));
     put(&mut conn, "counted", b"k4", &value);
 }
@@ -146,7 +206,10 @@ fn the_default_value_limit_is_128_kib() {
     assert_eq!(get(&mut conn, object, b"big"), None);
     let response = try_put(&mut conn, object, b"big", &vec![b'x'; 131_072]);
     assert_ok(&response, "131072 bytes");
-    assert_eq!(get(&mut conn, object, b"big").map(|v| v.len()), Some(131_072));
+    assert_eq!(
+        get(&mut conn, object, b"big").map(|v| v.len()),
+        Some(131_072)
+    );
     // And the default key limit is 2 KiB.
     let response = try_put(&mut conn, object, "k".repeat(2049).as_bytes(), b"v");
     assert_over_limit(&response, "key_bytes_max", 2048, "a 2049-byte key");

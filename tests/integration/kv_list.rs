@@ -5,8 +5,7 @@
 
 use crate::harness::{Conn, Server};
 use crate::kv_client::{
-    assert_error, base64_encode, delete, list, list_keys, ops, op_put, put, transaction,
-    try_list,
+    assert_error, base64_encode, delete, list, list_keys, op_put, ops, put, transaction, try_list,
 };
 use std::collections::BTreeMap;
 
@@ -20,7 +19,12 @@ fn server_with_keys() -> (Server, Conn) {
     let server = Server::start(2);
     let mut conn = server.connect();
     for key in KEYS.iter().rev() {
-        put(&mut conn, OBJECT, key.as_bytes(), format!("v-{key}").as_bytes());
+        put(
+            &mut conn,
+            OBJECT,
+            key.as_bytes(),
+            format!("v-{key}").as_bytes(),
+        );
     }
     (server, conn)
 }
@@ -92,10 +96,22 @@ fn prefix_selects_the_keys_that_start_with_it() {
 #[test]
 fn start_start_after_and_end_bound_the_range() {
     let (_server, mut conn) = server_with_keys();
-    assert_lists(&mut conn, "start=a/2", &["a/2", "a/3", "ab", "b", "b/1", "c"]);
+    assert_lists(
+        &mut conn,
+        "start=a/2",
+        &["a/2", "a/3", "ab", "b", "b/1", "c"],
+    );
     assert_lists(&mut conn, "start=a/25", &["a/3", "ab", "b", "b/1", "c"]);
-    assert_lists(&mut conn, "start_after=a/2", &["a/3", "ab", "b", "b/1", "c"]);
-    assert_lists(&mut conn, "start_after=a/25", &["a/3", "ab", "b", "b/1", "c"]);
+    assert_lists(
+        &mut conn,
+        "start_after=a/2",
+        &["a/3", "ab", "b", "b/1", "c"],
+    );
+    assert_lists(
+        &mut conn,
+        "start_after=a/25",
+        &["a/3", "ab", "b", "b/1", "c"],
+    );
     assert_lists(&mut conn, "start=c", &["c"]);
     assert_lists(&mut conn, "start_after=c", &[]);
     assert_lists(&mut conn, "start=", &KEYS);
@@ -103,10 +119,21 @@ fn start_start_after_and_end_bound_the_range() {
     assert_lists(&mut conn, "end=a", &[]);
     assert_lists(&mut conn, "end=a/", &["a"]);
     assert_lists(&mut conn, "end=zzz", &KEYS);
-    assert_lists(&mut conn, "start=a/1&end=b/1", &["a/1", "a/2", "a/3", "ab", "b"]);
-    assert_lists(&mut conn, "start_after=a/1&end=b/1", &["a/2", "a/3", "ab", "b"]);
+    assert_lists(
+        &mut conn,
+        "start=a/1&end=b/1",
+        &["a/1", "a/2", "a/3", "ab", "b"],
+    );
+    assert_lists(
+        &mut conn,
+        "start_after=a/1&end=b/1",
+        &["a/2", "a/3", "ab", "b"],
+    );
     assert_lists(&mut conn, "start=b&end=b", &[]);
+    // An empty or inverted range lists nothing; it is not an error.
     assert_lists(&mut conn, "start=c&end=a", &[]);
+    assert_lists(&mut conn, "start_after=b&end=b", &[]);
+    assert_lists(&mut conn, "start_after=c&end=a&reverse=true", &[]);
 }
 
 #[test]
@@ -146,7 +173,15 @@ fn limit_caps_the_entries_and_over_the_maximum_is_400() {
     assert_lists(&mut conn, "prefix=a/&limit=2", &["a/1", "a/2"]);
     assert_lists(&mut conn, "start=ab&limit=2", &["ab", "b"]);
     assert_lists(&mut conn, "start_after=ab&end=c&limit=5", &["b", "b/1"]);
-    for bad in ["limit=10001", "limit=100000000000000000000000", "limit=-1", "limit=abc", "limit=", "limit=1.5", "limit=%201"] {
+    for bad in [
+        "limit=10001",
+        "limit=100000000000000000000000",
+        "limit=-1",
+        "limit=abc",
+        "limit=",
+        "limit=1.5",
+        "limit=%201",
+    ] {
         let response = try_list(&mut conn, OBJECT, bad);
         assert_error(&response, 400, bad);
     }
@@ -184,6 +219,7 @@ fn prefix_and_bounds_combine() {
     assert_lists(&mut conn, "prefix=b&start_after=a", &["b", "b/1"]);
     assert_lists(&mut conn, "prefix=b&end=z", &["b", "b/1"]);
     assert_lists(&mut conn, "prefix=a&start=b", &[]);
+    assert_lists(&mut conn, "prefix=a&start_after=b", &[]);
     assert_lists(&mut conn, "prefix=b&end=a", &[]);
     assert_lists(&mut conn, "prefix=a/&start_after=a/3", &[]);
     assert_lists(

@@ -43,7 +43,11 @@ fn every_op_applies_together() {
     let server = Server::start(2);
     let mut conn = server.connect();
     let object = "tx-all";
-    seed(&mut conn, object, &[("b", "old"), ("c", "x"), ("e", "keep")]);
+    seed(
+        &mut conn,
+        object,
+        &[("b", "old"), ("c", "x"), ("e", "keep")],
+    );
     let body = ops(&[
         op_put("a", "1"),
         op_delete("b"),
@@ -127,7 +131,10 @@ fn a_failing_check_is_409_and_applies_nothing() {
     // The same ops with the right value apply.
     let body = ops(&[op_put("a", "changed"), op_check("c", Some("x"))]);
     assert_ok(&transaction(&mut conn, object, &body), "the right check");
-    assert_eq!(get(&mut conn, object, b"a").as_deref(), Some(&b"changed"[..]));
+    assert_eq!(
+        get(&mut conn, object, b"a").as_deref(),
+        Some(&b"changed"[..])
+    );
 }
 
 #[test]
@@ -157,7 +164,10 @@ fn a_null_check_asserts_the_key_is_absent() {
     // After a delete the key is absent again.
     let release = ops(&[op_check("lock", Some("owner-1")), op_delete("lock")]);
     assert_ok(&transaction(&mut conn, object, &release), "release");
-    assert_ok(&transaction(&mut conn, object, &again), "create after release");
+    assert_ok(
+        &transaction(&mut conn, object, &again),
+        "create after release",
+    );
     assert_eq!(
         get(&mut conn, object, b"lock").as_deref(),
         Some(&b"owner-2"[..])
@@ -175,7 +185,7 @@ fn malformed_bodies_are_400_and_apply_nothing() {
         ("an empty body", String::new()),
         ("not JSON", "put b 1".to_string()),
         ("cut short", format!("{{\"ops\": [{put_b}")),
-        ("trailing garbage", format!("{} x", ops(&[put_b.clone()]))),
+        ("trailing garbage", format!("{} x", ops(std::slice::from_ref(&put_b)))),
         ("no ops member", "{}".to_string()),
         ("ops not an array", "{\"ops\": \"put\"}".to_string()),
         ("an op not an object", "{\"ops\": [\"put\"]}".to_string()),
@@ -249,7 +259,12 @@ fn a_key_or_value_over_its_limit_is_413_and_applies_nothing() {
         op_put("after", "1"),
     ]);
     let response = transaction(&mut conn, object, &body);
-    assert_over_limit(&response, "value_bytes_max", 128 * 1024, "a value of 128 KiB + 1");
+    assert_over_limit(
+        &response,
+        "value_bytes_max",
+        128 * 1024,
+        "a value of 128 KiB + 1",
+    );
     assert_unchanged(&mut conn, object, &before, "after a value over the limit");
     assert_eq!(get(&mut conn, object, b"new"), None);
 
@@ -278,7 +293,9 @@ fn more_than_1000_ops_is_413() {
     let mut conn = server.connect();
     let object = "tx-ops";
     let before = seed(&mut conn, object, &[("a", "1")]);
-    let too_many: Vec<String> = (0..1001).map(|index| op_put(&format!("k{index}"), "v")).collect();
+    let too_many: Vec<String> = (0..1001)
+        .map(|index| op_put(&format!("k{index}"), "v"))
+        .collect();
     let response = transaction(&mut conn, object, &ops(&too_many));
     assert_error(&response, 413, "1001 ops");
     assert_unchanged(&mut conn, object, &before, "after 1001 ops");

@@ -8,6 +8,7 @@
 mod harness;
 
 mod alarm_retries;
+mod alarms;
 mod bad_input;
 mod cli_validation;
 mod connection_cap;
@@ -18,6 +19,13 @@ mod cross_shard_concurrency;
 mod header_timeout;
 mod http_keepalive_pipelining;
 mod idle_objects_leave_memory;
+mod kv_client;
+mod kv_delete_all;
+mod kv_keys;
+mod kv_limits;
+mod kv_list;
+mod kv_survives_sigkill;
+mod kv_transaction;
 mod object_names;
 mod ratelimit_config;
 mod ratelimit_survives_sigkill;

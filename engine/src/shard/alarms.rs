@@ -79,6 +79,14 @@ impl Shard {
 
     /// Runs the alarm of `id` due at `at_ms`, if it is still set for then.
     pub(super) fn fire_alarm(&mut self, id: ObjectId, at_ms: u64) {
+        if self.wall_ms < at_ms {
+            // The wheel runs on the monotonic clock; the two clocks can
+            // disagree by a rounding or a step of the wall clock. Never run
+            // an alarm before its time: wait for the rest.
+            let deadline = self.mono_ms + (at_ms - self.wall_ms);
+            self.timers.insert(deadline, Timer::Alarm { id, at_ms });
+            return;
+        }
         let record = match read_alarm(&self.store, &id) {
             Ok(Some(record)) if record.at_ms == at_ms => record,
             // Deleted, or moved to another time (which has its own entry).
