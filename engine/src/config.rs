@@ -7,6 +7,7 @@
 //! header_bytes_max = 16384         # request line + headers (431 past it)
 //! body_bytes_max = 1048576         # request body (413 past it)
 //! connections_max_per_shard = 10000
+//! rpc_frame_bytes_max = 1048576    # binary RPC frames (error frame and close past it)
 //!
 //! [classes.ratelimit]              # per-class settings
 //! limit = 100
@@ -45,6 +46,9 @@ pub struct ServerConfig {
     pub header_bytes_max: usize,
     pub body_bytes_max: usize,
     pub connections_max_per_shard: usize,
+    /// Largest binary RPC frame; a larger one is answered with an error
+    /// frame and the connection closed.
+    pub rpc_frame_bytes_max: usize,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +59,7 @@ impl Default for ServerConfig {
             header_bytes_max: 16 * 1024,
             body_bytes_max: 1024 * 1024,
             connections_max_per_shard: 10_000,
+            rpc_frame_bytes_max: 1 << 20,
         }
     }
 }
@@ -145,6 +150,10 @@ impl Config {
         check(
             s.body_bytes_max <= BODY_BYTES_MAX_LIMIT,
             "server.body_bytes_max must be at most 67108864",
+        )?;
+        check(
+            (64..=BODY_BYTES_MAX_LIMIT).contains(&s.rpc_frame_bytes_max),
+            "server.rpc_frame_bytes_max must be between 64 and 67108864",
         )?;
         check(
             (1..=CONNECTIONS_MAX_LIMIT).contains(&s.connections_max_per_shard),

@@ -35,7 +35,7 @@
 
 pub mod classes;
 pub mod config;
-pub mod id;
+pub use durin_proto::id;
 pub mod keys;
 pub mod mesh;
 pub mod metrics;

@@ -37,6 +37,17 @@ struct ServeArgs {
     /// Address to listen on (every shard listens on it with SO_REUSEPORT).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Address of the shared binary RPC port (every shard listens on it).
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    rpc_listen: SocketAddr,
+    /// Shard i also takes binary RPC on this port + i (shard-aware clients
+    /// connect there) [default: the RPC port + 1; with RPC port 0, a free
+    /// range].
+    #[arg(long)]
+    rpc_shard_base_port: Option<u16>,
+    /// Do not serve binary RPC.
+    #[arg(long, conflicts_with_all = ["rpc_listen", "rpc_shard_base_port"])]
+    no_rpc: bool,
     /// Data directory (created if missing).
     #[arg(long, default_value = "./durin-data")]
     data_dir: PathBuf,
@@ -142,8 +153,19 @@ fn options(args: &ServeArgs) -> Result<ServerOptions, String> {
         (None, Some(list)) => list.len().max(1),
         (None, None) => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
+    let rpc_port = args.rpc_listen.port();
+    let rpc_shard_base_port = match args.rpc_shard_base_port {
+        Some(port) => port,
+        None if rpc_port == 0 => 0,
+        None => rpc_port.checked_add(1).ok_or("--rpc-listen: no port after it for the shards")?,
+    };
+    if rpc_shard_base_port != 0 && usize::from(rpc_shard_base_port) + shards > 65536 {
+        return Err(format!("--rpc-shard-base-port {rpc_shard_base_port}: {shards} shards run past port 65535"));
+    }
     Ok(ServerOptions {
         listen: args.listen,
+        rpc_listen: (!args.no_rpc).then_some(args.rpc_listen),
+        rpc_shard_base_port,
         data_dir: args.data_dir.clone(),
         shards,
         cpus: cpus.map(|c| c.into_iter().take(shards).collect()),
@@ -210,6 +232,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     let mut stdout = std::io::stdout();
+    if let Some((rpc, base)) = running.rpc_addr() {
+        let last = usize::from(base) + running.shards() - 1;
+        let _ = writeln!(stdout, "durin rpc listening on {rpc}, shard ports {base}-{last}");
+    }
     let _ = writeln!(stdout, "durin listening on http://{}", running.addr());
     let _ = stdout.flush();
     running.wait();

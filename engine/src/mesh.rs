@@ -35,6 +35,11 @@ pub enum MeshMsg {
     /// The whole HTTP response to a forwarded request, already past the
     /// owner's output gate.
     HttpReply { token: u64, bytes: Vec<u8> },
+    /// A whole RPC request frame for an object the receiver owns.
+    RpcRequest { from: u32, token: u64, bytes: Vec<u8> },
+    /// The whole response frame to a forwarded RPC request, past the
+    /// owner's output gate.
+    RpcReply { token: u64, bytes: Vec<u8> },
 }
 
 /// How other threads wake a shard blocked on its ring.

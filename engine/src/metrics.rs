@@ -33,6 +33,8 @@ macro_rules! shard_metrics {
 shard_metrics! {
     /// HTTP requests parsed on this shard.
     http_requests_total,
+    /// Binary RPC requests read on this shard.
+    rpc_requests_total,
     /// Requests this shard sent to the shard owning their object.
     requests_forwarded_total,
     /// Requests other shards sent to this one.

@@ -37,6 +37,11 @@ const LISTEN_BACKLOG: i32 = 4096;
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     pub listen: SocketAddr,
+    /// The shared binary RPC port (`None`: no RPC).
+    pub rpc_listen: Option<SocketAddr>,
+    /// Shard i also takes RPC on `rpc_shard_base_port + i`; 0 picks a free
+    /// range.
+    pub rpc_shard_base_port: u16,
     pub data_dir: PathBuf,
     /// Number of shards (threads).
     pub shards: usize,
@@ -51,6 +56,8 @@ impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            rpc_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7070))),
+            rpc_shard_base_port: 7071,
             data_dir: PathBuf::from("durin-data"),
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             cpus: None,
@@ -174,7 +181,19 @@ impl ServerBuilder {
         if replayed > 0 {
             log::info!("replayed {replayed} groups from the write-ahead log");
         }
-        let (listeners, addr) = bind_listeners(options.listen, shards)?;
+        let (http, addr) = bind_listeners(options.listen, shards)?;
+        let rpc = match options.rpc_listen {
+            Some(rpc_listen) => Some(bind_rpc_listeners(rpc_listen, options.rpc_shard_base_port, shards)?),
+            None => None,
+        };
+        let rpc_addrs = rpc.as_ref().map(|r| (r.addr, r.base_port));
+        let mut listeners: Vec<Vec<std::os::fd::OwnedFd>> = http.into_iter().map(|fd| vec![fd]).collect();
+        if let Some(rpc) = rpc {
+            for ((set, shared), own) in listeners.iter_mut().zip(rpc.shared).zip(rpc.own) {
+                set.push(shared);
+                set.push(own);
+            }
+        }
         let wakers: Vec<Arc<ShardWaker>> = (0..shards)
             .map(|_| ShardWaker::new().map(Arc::new))
             .collect::<Result<_, _>>()
@@ -193,7 +212,8 @@ impl ServerBuilder {
                 shards: shards as u32,
                 cpu: options.cpus.as_ref().map(|c| c[index]),
                 server: config.server.clone(),
-                listener,
+                listeners: listener,
+                rpc_shard_base_port: rpc_addrs.map(|(_, base)| base),
                 layout: layout.clone(),
                 store_options: StoreOptions::default(),
                 registry: Arc::clone(&registry),
@@ -216,7 +236,7 @@ impl ServerBuilder {
                 Err(_) => return Err(ServerError::Shard("a shard exited while starting".into())),
             }
         }
-        Ok(RunningServer { addr, handles })
+        Ok(RunningServer { addr, rpc: rpc_addrs, handles })
     }
 }
 
@@ -240,9 +260,61 @@ fn bind_listeners(
     Ok((listeners, addr))
 }
 
+/// The RPC listeners: the shared port (one `SO_REUSEPORT` socket per
+/// shard) and each shard's own port.
+struct RpcListeners {
+    addr: SocketAddr,
+    base_port: u16,
+    shared: Vec<std::os::fd::OwnedFd>,
+    own: Vec<std::os::fd::OwnedFd>,
+}
+
+/// How many ranges of ports an automatic RPC base port tries.
+const RPC_BASE_PORT_TRIES: usize = 32;
+
+fn bind_rpc_listeners(listen: SocketAddr, base_port: u16, shards: usize) -> Result<RpcListeners, ServerError> {
+    let (shared, addr) = bind_listeners(listen, shards)?;
+    let err = |addr, source| ServerError::Listen { addr, source };
+    let bind_range = |base: u16| -> std::io::Result<Vec<std::os::fd::OwnedFd>> {
+        (0..shards)
+            .map(|i| {
+                let port = u16::try_from(usize::from(base) + i)
+                    .map_err(|_| std::io::Error::other("shard ports run past 65535"))?;
+                let mut at = addr;
+                at.set_port(port);
+                durin_net::socket::exclusive_listener(at, LISTEN_BACKLOG)
+            })
+            .collect()
+    };
+    if base_port != 0 {
+        let own = bind_range(base_port).map_err(|e| {
+            let mut at = addr;
+            at.set_port(base_port);
+            err(at, e)
+        })?;
+        return Ok(RpcListeners { addr, base_port, shared, own });
+    }
+    // Pick a free range: let the kernel choose shard 0's port, then try to
+    // take the ports after it; another range if one is taken.
+    let mut last = None;
+    for _ in 0..RPC_BASE_PORT_TRIES {
+        let mut at = addr;
+        at.set_port(0);
+        let first = durin_net::socket::exclusive_listener(at, LISTEN_BACKLOG).map_err(|e| err(at, e))?;
+        let base = durin_net::socket::local_addr(first.as_raw_fd()).map_err(|e| err(at, e))?.port();
+        drop(first);
+        match bind_range(base) {
+            Ok(own) => return Ok(RpcListeners { addr, base_port: base, shared, own }),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(err(addr, last.unwrap_or_else(|| std::io::Error::other("no free port range"))))
+}
+
 /// A started server.
 pub struct RunningServer {
     addr: SocketAddr,
+    rpc: Option<(SocketAddr, u16)>,
     handles: Vec<JoinHandle<()>>,
 }
 
@@ -251,6 +323,17 @@ impl RunningServer {
     /// asked for).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The number of shards.
+    pub fn shards(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// The shared RPC address and the first shard's own RPC port, if RPC
+    /// is on.
+    pub fn rpc_addr(&self) -> Option<(SocketAddr, u16)> {
+        self.rpc
     }
 
     /// Blocks while the shards run.

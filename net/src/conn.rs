@@ -12,8 +12,23 @@ use std::os::fd::RawFd;
 /// Bytes asked of the kernel per receive.
 pub const RECV_CHUNK_BYTES: usize = 4096;
 
+/// What a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnKind {
+    Http,
+    /// A binary RPC connection before its handshake.
+    RpcHello,
+    /// A binary RPC connection after its handshake.
+    Rpc,
+}
+
 pub struct Conn {
     pub fd: RawFd,
+    pub kind: ConnKind,
+    /// RPC requests of this connection being served on other shards.
+    pub rpc_in_flight: u32,
+    /// Accepted on this shard's own RPC port (not the shared one).
+    pub on_shard_port: bool,
     pub generation: u32,
     /// Received bytes not yet consumed by the parser.
     pub input: Vec<u8>,
@@ -47,6 +62,9 @@ impl Conn {
     pub fn new(fd: RawFd, generation: u32) -> Conn {
         Conn {
             fd,
+            kind: ConnKind::Http,
+            rpc_in_flight: 0,
+            on_shard_port: false,
             generation,
             input: Vec::with_capacity(RECV_CHUNK_BYTES),
             output: Vec::new(),

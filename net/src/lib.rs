@@ -23,5 +23,5 @@ pub mod http;
 pub mod ring;
 pub mod socket;
 
-pub use conn::Conn;
+pub use conn::{Conn, ConnKind};
 pub use ring::{Ring, Token};

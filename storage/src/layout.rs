@@ -107,17 +107,12 @@ impl Layout {
 
     /// The partition that stores `owner`'s data: a pure function of the ID.
     pub fn partition_of(&self, owner: &[u8; 16]) -> u32 {
-        let high = u64::from_le_bytes(
-            owner[..8]
-                .try_into()
-                .expect("16-byte id has 8 leading bytes"),
-        );
-        (high % u64::from(self.partitions)) as u32
+        durin_proto::partition_of(&durin_proto::ObjectId(*owner), self.partitions)
     }
 
     /// The shard that owns `partition` when `shards` shards run.
     pub fn shard_of_partition(partition: u32, shards: u32) -> u32 {
-        partition % shards
+        durin_proto::shard_of_partition(partition, shards)
     }
 
     /// The shard that owns `owner` when `shards` shards run.

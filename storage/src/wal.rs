@@ -191,6 +191,7 @@ pub fn recover(layout: &Layout) -> Result<u64, Error> {
     let mut partitions: Vec<Option<(fjall::Database, fjall::Keyspace)>> =
         (0..layout.partitions()).map(|_| None).collect();
     let mut records = 0;
+    let mut batch: Vec<(u32, Vec<u8>, Option<Vec<u8>>)> = Vec::new();
     for path in &segments {
         let bytes = fs::read(path).map_err(io_err(path))?;
         let mut failure = None;
@@ -198,20 +199,16 @@ pub fn recover(layout: &Layout) -> Result<u64, Error> {
             if failure.is_some() {
                 return;
             }
-            let result =
-                partition_handle(layout, &mut partitions, w.partition).and_then(|(_, ks)| {
-                    match w.value {
-                        Some(v) => ks.insert(w.key, v),
-                        None => ks.remove(w.key),
-                    }
-                    .map_err(Error::from)
-                });
-            failure = result.err();
+            batch.push((w.partition, w.key.to_vec(), w.value.map(<[u8]>::to_vec)));
+            if batch.len() >= REPLAY_BATCH_WRITES {
+                failure = apply_replayed(layout, &mut partitions, &mut batch).err();
+            }
         });
         if let Some(e) = failure {
             return Err(e);
         }
     }
+    apply_replayed(layout, &mut partitions, &mut batch)?;
     for (db, _) in partitions.iter().flatten() {
         db.persist(fjall::PersistMode::SyncAll)?;
     }
@@ -223,6 +220,33 @@ pub fn recover(layout: &Layout) -> Result<u64, Error> {
         .and_then(|d| d.sync_all())
         .map_err(io_err(&dir))?;
     Ok(records)
+}
+
+/// Writes replayed in one fjall batch per partition.
+const REPLAY_BATCH_WRITES: usize = 16 * 1024;
+
+/// Applies replayed writes, in order, as one batch per partition.
+fn apply_replayed(
+    layout: &Layout,
+    partitions: &mut [Option<(fjall::Database, fjall::Keyspace)>],
+    writes: &mut Vec<(u32, Vec<u8>, Option<Vec<u8>>)>,
+) -> Result<(), Error> {
+    let mut touched: Vec<u32> = writes.iter().map(|w| w.0).collect();
+    touched.sort_unstable();
+    touched.dedup();
+    for partition in touched {
+        let (db, ks) = partition_handle(layout, partitions, partition)?;
+        let mut batch = db.batch();
+        for (_, key, value) in writes.iter().filter(|w| w.0 == partition) {
+            match value {
+                Some(v) => batch.insert(ks, key.as_slice(), v.as_slice()),
+                None => batch.remove(ks, key.as_slice()),
+            }
+        }
+        batch.commit()?;
+    }
+    writes.clear();
+    Ok(())
 }
 
 fn partition_handle<'a>(

@@ -132,6 +132,19 @@ impl Server {
     }
 
     /// Lines the server printed to stdout before the ready line.
+    /// The shared RPC address and the first shard port, from the line the
+    /// server prints before its ready line.
+    pub fn rpc_addr(&self) -> (SocketAddr, u16) {
+        let line = self
+            .stdout_before_ready()
+            .iter()
+            .find_map(|l| l.strip_prefix("durin rpc listening on "))
+            .unwrap_or_else(|| panic!("no rpc line in {:?}", self.stdout_before_ready()));
+        let (addr, ports) = line.split_once(", shard ports ").expect("rpc line names the shard ports");
+        let base = ports.split('-').next().and_then(|p| p.parse().ok()).expect("a base port");
+        (addr.parse().expect("an rpc address"), base)
+    }
+
     pub fn stdout_before_ready(&self) -> &[String] {
         &self.running().stdout_before_ready
     }
@@ -236,7 +249,7 @@ impl Running {
         let mut command = Command::new(bin_path());
         command
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--listen", "127.0.0.1:0", "--rpc-listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.join(DATA_DIR_NAME))
             .args(["--cores", &cores.to_string(), "--no-pin"]);
         if let Some(config) = config {

@@ -1,16 +1,20 @@
-//! The server announces readiness with exactly one stdout line, and
-//! `GET /healthz` answers `ok`.
+//! The server announces its RPC ports, then readiness, each with one
+//! stdout line, and `GET /healthz` answers `ok`.
 
 use crate::harness::Server;
 
 #[test]
-fn ready_line_is_the_only_stdout_line() {
+fn the_rpc_line_and_the_ready_line_are_the_only_stdout_lines() {
     let server = Server::start(2);
-    assert!(
-        server.stdout_before_ready().is_empty(),
+    assert_eq!(
+        server.stdout_before_ready().len(),
+        1,
         "stdout lines before the ready line: {:?}",
         server.stdout_before_ready()
     );
+    let (rpc, base) = server.rpc_addr();
+    assert!(rpc.ip().is_loopback() && rpc.port() != 0, "rpc on {rpc}");
+    assert_ne!(base, 0);
     let addr = server.addr();
     assert!(addr.ip().is_loopback(), "listening on {addr}");
     assert_ne!(

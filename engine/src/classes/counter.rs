@@ -5,7 +5,7 @@
 //! - `GET /counter/{name}` → `{"value": N}` (0 for a new counter).
 
 use crate::config::{reject_unknown, ConfigError};
-use crate::object::{Context, DurableObject, ObjectClass, Request, Response};
+use crate::object::{Context, DurableObject, ObjectClass, Request, Response, RpcError};
 use crate::ObjectId;
 
 const VALUE_KEY: &[u8] = b"value";
@@ -48,16 +48,36 @@ impl Counter {
     }
 }
 
+impl Counter {
+    fn increment(&mut self, ctx: &mut Context<'_>) -> Result<u64, crate::object::StorageError> {
+        let next = self.value.wrapping_add(1);
+        ctx.storage().put(VALUE_KEY, &next.to_le_bytes())?;
+        self.value = next;
+        Ok(next)
+    }
+}
+
 impl DurableObject for Counter {
+    /// RPC methods: `get` and `increment`, with an empty payload; the
+    /// answer is the value as 8 little-endian bytes.
+    fn rpc(&mut self, method: &str, payload: &[u8], out: &mut Vec<u8>, ctx: &mut Context<'_>) -> Result<(), RpcError> {
+        if !payload.is_empty() {
+            return Err(RpcError::BadArgument("counter methods take no payload".into()));
+        }
+        let value = match method {
+            "get" => self.value,
+            "increment" => self.increment(ctx)?,
+            _ => return Err(RpcError::UnknownMethod),
+        };
+        out.extend_from_slice(&value.to_le_bytes());
+        Ok(())
+    }
+
     fn fetch(&mut self, req: &Request<'_>, res: &mut Response, ctx: &mut Context<'_>) {
         match (req.method, req.path) {
             ("POST", "/increment") => {
-                let next = self.value.wrapping_add(1);
-                match ctx.storage().put(VALUE_KEY, &next.to_le_bytes()) {
-                    Ok(()) => {
-                        self.value = next;
-                        self.respond(res);
-                    }
+                match self.increment(ctx) {
+                    Ok(_) => self.respond(res),
                     // Only a class configured with tiny storage limits gets here.
                     Err(e) => {
                         res.text(507, &e.to_string());

@@ -55,6 +55,49 @@ pub trait DurableObject: 'static {
     fn alarm(&mut self, _ctx: &mut Context<'_>) -> Result<(), AlarmError> {
         Ok(())
     }
+
+    /// Handles a binary RPC call of `method` with `payload`, writing the
+    /// result's bytes into `out`. Output waits behind the output gate like
+    /// a response.
+    fn rpc(
+        &mut self,
+        _method: &str,
+        _payload: &[u8],
+        _out: &mut Vec<u8>,
+        _ctx: &mut Context<'_>,
+    ) -> Result<(), RpcError> {
+        Err(RpcError::UnknownMethod)
+    }
+}
+
+/// Why an RPC call failed; each maps to a status on the wire.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RpcError {
+    /// The object has no such method.
+    UnknownMethod,
+    /// The payload is not what the method takes.
+    BadArgument(String),
+    /// A storage limit or failure.
+    Storage(StorageError),
+}
+
+impl std::fmt::Display for RpcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RpcError::UnknownMethod => f.write_str("unknown method"),
+            RpcError::BadArgument(why) => write!(f, "bad argument: {why}"),
+            RpcError::Storage(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for RpcError {}
+
+impl From<StorageError> for RpcError {
+    fn from(e: StorageError) -> Self {
+        RpcError::Storage(e)
+    }
 }
 
 /// Why an alarm handler failed; the alarm is retried.

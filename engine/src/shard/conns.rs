@@ -99,11 +99,12 @@ impl ConnTable {
 
 impl Shard {
     pub(super) fn on_accept(&mut self, c: Completion) -> std::io::Result<()> {
+        let listener = c.token.index();
         if !c.more() {
-            self.accept_armed = false;
+            self.accept_armed[listener as usize] = false;
         }
         if c.result >= 0 {
-            self.accept(c.result)?;
+            self.accept(c.result, listener)?;
         } else {
             // EMFILE, ENFILE, ECONNABORTED: the listener itself is fine;
             // the connection is lost and the client retries.
@@ -113,13 +114,13 @@ impl Shard {
                 std::io::Error::from_raw_os_error(-c.result)
             );
         }
-        if !self.accept_armed {
-            self.arm_accept()?;
+        if !self.accept_armed[listener as usize] {
+            self.arm_accept(listener)?;
         }
         Ok(())
     }
 
-    fn accept(&mut self, fd: i32) -> std::io::Result<()> {
+    fn accept(&mut self, fd: i32, listener: u32) -> std::io::Result<()> {
         if self.conns.is_full() {
             metrics::add(&self.metrics.connections_rejected_total, 1);
             let send = opcode::Send::new(
@@ -133,12 +134,21 @@ impl Shard {
             let close = opcode::Close::new(types::Fd(fd))
                 .build()
                 .user_data(Token::new(kind::REJECT, 0, 0).0);
-            self.ring.push(send)?;
+            // An RPC client has not said hello yet and cannot read an HTTP
+            // answer: it only sees the close.
+            if listener == 0 {
+                self.ring.push(send)?;
+            }
             return self.ring.push(close);
         }
         metrics::add(&self.metrics.connections_accepted_total, 1);
         durin_net::socket::set_nodelay(fd);
         let (index, _generation) = self.conns.insert(fd);
+        if listener > 0 {
+            let conn = self.conns.by_index(index).expect("just inserted");
+            conn.kind = durin_net::ConnKind::RpcHello;
+            conn.on_shard_port = listener == 2;
+        }
         let deadline = self.mono_ms + self.server.header_timeout_ms;
         self.set_deadline(index, deadline, true);
         self.dirty.push(index);
@@ -288,7 +298,7 @@ impl Shard {
         }
         metrics::add(&self.metrics.connections_timed_out_total, 1);
         conn.deadline_ms = 0;
-        if conn.deadline_is_header && !conn.closing {
+        if conn.deadline_is_header && !conn.closing && conn.kind == durin_net::ConnKind::Http {
             metrics::add(&self.metrics.bad_requests_total, 1);
             super::http::write_error(conn, 408, "request header timeout");
         } else {

@@ -22,6 +22,8 @@ enum Target<'a> {
     Metrics,
     NotFound,
     BadRequest(&'static str),
+    /// `POST /{class}/new`: a new unique ID.
+    NewId,
     Object {
         class: u16,
         id: ObjectId,
@@ -57,6 +59,9 @@ impl Shard {
     /// Serves every complete request in the connection's input, in order,
     /// until one has to wait for another shard.
     pub(super) fn process_input(&mut self, index: u32, conn: &mut Conn) {
+        if conn.kind != durin_net::ConnKind::Http {
+            return self.process_rpc(index, conn);
+        }
         let input = std::mem::take(&mut conn.input);
         let mut consumed = 0;
         while !conn.closing && !conn.awaiting_reply && !conn.dead && consumed < input.len() {
@@ -75,7 +80,7 @@ impl Shard {
             };
             metrics::add(&self.metrics.http_requests_total, 1);
             let (len, keep_alive) = (req.len, req.keep_alive);
-            match self.target(req.path) {
+            match self.target(req.method, req.path) {
                 Target::Object { class, id, rest } => {
                     let owner = self.store.layout().shard_of(&id.0, self.shards);
                     if owner == self.index {
@@ -137,8 +142,10 @@ impl Shard {
         }
     }
 
-    /// Resolves a path: `/healthz`, `/metrics`, or `/{class}/{name}[/rest]`.
-    fn target<'a>(&mut self, path: &'a str) -> Target<'a> {
+    /// Resolves a path: `/healthz`, `/metrics`, `POST /{class}/new`, or
+    /// `/{class}/{name}[/rest]`, where the name may be `id:{32 hex digits}`
+    /// to address an object by ID (names starting with `id:` are taken).
+    fn target<'a>(&mut self, method: &str, path: &'a str) -> Target<'a> {
         match path {
             "/healthz" => return Target::Healthz,
             "/metrics" => return Target::Metrics,
@@ -160,6 +167,15 @@ impl Shard {
         if encoded_name.is_empty() {
             return Target::NotFound;
         }
+        if encoded_name == "new" && rest.is_empty() && method == "POST" {
+            return Target::NewId;
+        }
+        if let Some(hex) = encoded_name.strip_prefix("id:") {
+            return match ObjectId::from_hex(hex) {
+                Ok(id) => Target::Object { class, id, rest },
+                Err(_) => Target::BadRequest("malformed object ID: expected id: and 32 hex digits"),
+            };
+        }
         self.name_buf.clear();
         if percent_decode(encoded_name, &mut self.name_buf).is_err() {
             return Target::BadRequest("invalid percent-encoding in object name");
@@ -180,6 +196,16 @@ impl Shard {
                 write_text(out, 200, text.as_bytes(), keep_alive);
             }
             Target::NotFound => write_text(out, 404, b"Not found", keep_alive),
+            Target::NewId => {
+                let body = format!("{{\"id\": \"{}\"}}", ObjectId::new_unique().to_hex());
+                let head = ResponseHead {
+                    status: 200,
+                    content_type: Some("application/json"),
+                    header_lines: b"",
+                    keep_alive,
+                };
+                write_response(out, &head, body.as_bytes());
+            }
             Target::BadRequest(why) => {
                 metrics::add(&self.metrics.bad_requests_total, 1);
                 write_text(out, 400, why.as_bytes(), keep_alive);
@@ -236,7 +262,7 @@ impl Shard {
         let mut gate = None;
         let mut headers = [httparse_empty(); HEADERS_MAX];
         match parse_request(&bytes, &mut headers, &self.limits) {
-            Ok(Parsed::Complete(req)) => match self.target(req.path) {
+            Ok(Parsed::Complete(req)) => match self.target(req.method, req.path) {
                 Target::Object { class, id, rest } => {
                     assert_eq!(
                         self.store.layout().shard_of(&id.0, self.shards),
@@ -265,6 +291,7 @@ impl Shard {
                 to: from,
                 token,
                 bytes: reply,
+                rpc: false,
             }),
             None => self.mesh.send(
                 from,

@@ -32,6 +32,7 @@
 mod alarms;
 mod conns;
 mod http;
+mod rpc;
 pub mod objects;
 
 use std::collections::VecDeque;
@@ -80,7 +81,10 @@ pub struct ShardSetup {
     pub shards: u32,
     pub cpu: Option<usize>,
     pub server: ServerConfig,
-    pub listener: OwnedFd,
+    /// The HTTP listener, then (if RPC is on) the shared RPC listener and
+    /// this shard's own RPC listener.
+    pub listeners: Vec<OwnedFd>,
+    pub rpc_shard_base_port: Option<u16>,
     pub layout: Layout,
     pub store_options: StoreOptions,
     pub registry: Arc<Registry>,
@@ -105,6 +109,13 @@ struct HeldReply {
     to: u32,
     token: u64,
     bytes: Vec<u8>,
+    rpc: bool,
+}
+
+/// What the shard needs to speak binary RPC.
+struct RpcSettings {
+    frame_bytes_max: usize,
+    shard_base_port: Option<u16>,
 }
 
 /// One shard. Owned by, and only ever touched from, its own thread.
@@ -112,7 +123,11 @@ pub struct Shard {
     index: u32,
     shards: u32,
     ring: Ring,
-    listener: OwnedFd,
+    listeners: Vec<OwnedFd>,
+    rpc: RpcSettings,
+    /// Reused for an RPC handler's result and its response frame.
+    rpc_out: Vec<u8>,
+    rpc_reply: Vec<u8>,
     conns: conns::ConnTable,
     store: ShardStore,
     objects: Objects,
@@ -138,7 +153,7 @@ pub struct Shard {
     held_replies: VecDeque<HeldReply>,
     /// The eventfd read's target; boxed so its address is stable.
     wake_buf: Box<u64>,
-    accept_armed: bool,
+    accept_armed: Vec<bool>,
     /// Alarms due before this (wall clock, ms) are in the timer wheel.
     alarms_scanned_until_ms: u64,
     started: Instant,
@@ -217,7 +232,14 @@ impl Shard {
             index,
             shards: setup.shards,
             ring,
-            listener: setup.listener,
+            rpc: RpcSettings {
+                frame_bytes_max: setup.server.rpc_frame_bytes_max,
+                shard_base_port: setup.rpc_shard_base_port,
+            },
+            rpc_out: Vec::new(),
+            rpc_reply: Vec::new(),
+            accept_armed: vec![false; setup.listeners.len()],
+            listeners: setup.listeners,
             conns: conns::ConnTable::new(setup.server.connections_max_per_shard),
             store,
             objects: Objects::default(),
@@ -238,7 +260,6 @@ impl Shard {
             gated: Vec::new(),
             held_replies: VecDeque::new(),
             wake_buf: Box::new(0),
-            accept_armed: false,
             alarms_scanned_until_ms: 0,
             started,
             mono_ms: 0,
@@ -247,7 +268,9 @@ impl Shard {
     }
 
     fn arm_initial(&mut self) -> std::io::Result<()> {
-        self.arm_accept()?;
+        for listener in 0..self.listeners.len() {
+            self.arm_accept(listener as u32)?;
+        }
         self.arm_wake()?;
         self.timers.insert(SWEEP_INTERVAL_MS, Timer::Sweep);
         self.scan_alarms();
@@ -256,12 +279,14 @@ impl Shard {
         Ok(())
     }
 
-    fn arm_accept(&mut self) -> std::io::Result<()> {
-        let entry = opcode::AcceptMulti::new(types::Fd(self.listener.as_raw_fd()))
+    /// Arms a multishot accept on listener `listener` (0: HTTP, 1: the
+    /// shared RPC port, 2: this shard's RPC port).
+    fn arm_accept(&mut self, listener: u32) -> std::io::Result<()> {
+        let entry = opcode::AcceptMulti::new(types::Fd(self.listeners[listener as usize].as_raw_fd()))
             .flags(libc::SOCK_CLOEXEC)
             .build()
-            .user_data(durin_net::Token::new(kind::ACCEPT, 0, 0).0);
-        self.accept_armed = true;
+            .user_data(durin_net::Token::new(kind::ACCEPT, 0, listener).0);
+        self.accept_armed[listener as usize] = true;
         self.ring.push(entry)
     }
 
@@ -373,6 +398,8 @@ impl Shard {
                     self.serve_forwarded(from, token, bytes)
                 }
                 MeshMsg::HttpReply { token, bytes } => self.on_reply(token, bytes),
+                MeshMsg::RpcRequest { from, token, bytes } => self.serve_forwarded_rpc(from, token, bytes),
+                MeshMsg::RpcReply { token, bytes } => self.on_rpc_reply(token, bytes),
             }
         }
         self.inbound = inbound;
@@ -400,13 +427,9 @@ impl Shard {
         let durable = self.store.durable_seq();
         while self.held_replies.front().is_some_and(|h| h.seq <= durable) {
             let held = self.held_replies.pop_front().expect("checked above");
-            self.mesh.send(
-                held.to,
-                MeshMsg::HttpReply {
-                    token: held.token,
-                    bytes: held.bytes,
-                },
-            );
+            let (token, bytes) = (held.token, held.bytes);
+            let msg = if held.rpc { MeshMsg::RpcReply { token, bytes } } else { MeshMsg::HttpReply { token, bytes } };
+            self.mesh.send(held.to, msg);
         }
         self.dirty.extend_from_slice(&self.gated);
         self.gated.clear();

@@ -65,6 +65,43 @@ impl ObjectId {
         ObjectId(bytes)
     }
 
+    /// A new random ID, as Durable Objects' `newUniqueId()`: 127 random
+    /// bits from the kernel, with the top bit of the last byte set so it
+    /// never equals a name-derived ID.
+    pub fn new_unique() -> ObjectId {
+        let mut bytes = [0u8; 16];
+        let mut filled = 0;
+        while filled < bytes.len() {
+            // SAFETY: getrandom writes at most the given length into the
+            // live buffer.
+            let n = unsafe {
+                libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0)
+            };
+            if n > 0 {
+                filled += n as usize;
+            } else {
+                let error = std::io::Error::last_os_error();
+                assert_eq!(error.raw_os_error(), Some(libc::EINTR), "getrandom failed: {error}");
+            }
+        }
+        bytes[15] |= 0x80;
+        ObjectId(bytes)
+    }
+
+    /// Parses 32 hex digits (either case), as [`to_hex`](Self::to_hex)
+    /// writes them.
+    pub fn from_hex(text: &str) -> Result<ObjectId, IdError> {
+        if text.len() != 32 {
+            return Err(IdError::Length { len: text.len() });
+        }
+        let mut bytes = [0u8; 16];
+        for (i, pair) in text.as_bytes().chunks(2).enumerate() {
+            let digit = |b: u8| (b as char).to_digit(16).ok_or(IdError::NotHex);
+            bytes[i] = (digit(pair[0])? << 4 | digit(pair[1])?) as u8;
+        }
+        Ok(ObjectId(bytes))
+    }
+
     /// Whether the ID was derived from a name.
     pub fn is_named(&self) -> bool {
         self.0[15] & 0x80 == 0
@@ -75,6 +112,27 @@ impl ObjectId {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
+
+/// Why a string is not an object ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IdError {
+    /// Not 32 characters long.
+    Length { len: usize },
+    /// A character is not a hex digit.
+    NotHex,
+}
+
+impl fmt::Display for IdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdError::Length { len } => write!(f, "an object ID is 32 hex digits, not {len} characters"),
+            IdError::NotHex => f.write_str("an object ID is 32 hex digits (0-9, a-f)"),
+        }
+    }
+}
+
+impl std::error::Error for IdError {}
 
 impl fmt::Debug for ObjectId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -183,6 +241,29 @@ mod tests {
         assert!(a.is_named());
         // Pinned: the on-disk location of existing data depends on it.
         assert_eq!(a.to_hex(), ObjectId::from_name("counter", b"a").to_hex());
+    }
+}
+
+#[cfg(test)]
+mod unique_and_hex {
+    use super::*;
+
+    #[test]
+    fn unique_ids_are_distinct_and_never_named() {
+        let a = ObjectId::new_unique();
+        let b = ObjectId::new_unique();
+        assert_ne!(a, b);
+        assert!(!a.is_named());
+    }
+
+    #[test]
+    fn hex_round_trips_and_bad_hex_is_refused() {
+        let id = ObjectId::new_unique();
+        assert_eq!(ObjectId::from_hex(&id.to_hex()), Ok(id));
+        assert_eq!(ObjectId::from_hex(&id.to_hex().to_uppercase()), Ok(id));
+        assert_eq!(ObjectId::from_hex("abc"), Err(IdError::Length { len: 3 }));
+        assert_eq!(ObjectId::from_hex(&"g".repeat(32)), Err(IdError::NotHex));
+        assert_eq!(ObjectId::from_hex(&"é".repeat(16)), Err(IdError::NotHex));
     }
 }
 
