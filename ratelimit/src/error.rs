@@ -21,6 +21,10 @@ pub enum Error {
         burst: u64,
         max_ns: u64,
     },
+    /// A keyed limiter's cap on tracked keys was 0.
+    ZeroKeys,
+    /// A keyed limiter's cap on tracked keys was above `limit`.
+    TooManyKeys { keys_max: usize, limit: usize },
 }
 
 impl fmt::Display for Error {
@@ -43,6 +47,11 @@ impl fmt::Display for Error {
                 f,
                 "burst of {burst} at {limit} per {period_ms} ms spans more than \
                  {max_ns} ns; lower the burst or raise the rate"
+            ),
+            Error::ZeroKeys => write!(f, "a keyed limiter must track at least 1 key"),
+            Error::TooManyKeys { keys_max, limit } => write!(
+                f,
+                "a keyed limiter can track at most {limit} keys, not {keys_max}"
             ),
         }
     }

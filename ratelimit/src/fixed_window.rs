@@ -80,6 +80,7 @@ impl FixedWindow {
     /// If `now_ms` falls before the window in `state` (the clock stepped
     /// back), the check is made in the state's window, so the key gains no
     /// capacity; `reset_after_ms` is still measured from `now_ms`.
+    #[inline]
     pub fn check(&self, state: &mut FixedWindowState, now_ms: u64, cost: u64) -> Decision {
         if self.window_ms == 0 {
             return self.deny_forever();

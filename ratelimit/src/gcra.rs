@@ -143,6 +143,7 @@ impl Gcra {
     /// is the time until the bucket is full again and `retry_after_ms` the
     /// time until enough tokens for `cost` have accrued; the last two are
     /// rounded up to whole ms so that retrying at them succeeds.
+    #[inline]
     pub fn check(&self, state: &mut GcraState, now_ms: u64, cost: u64) -> Decision {
         let now_ns = u128::from(saturate(u128::from(now_ms) * NS_PER_MS));
         let interval_ns = u128::from(self.emission_interval_ns);
@@ -170,7 +171,7 @@ impl Gcra {
         Decision {
             allowed,
             limit: self.burst,
-            remaining: saturate(credit_ns / interval_ns),
+            remaining: saturate(div_fast(credit_ns, self.emission_interval_ns)),
             reset_after_ms: ceil_ms(tat_after_ns - now_ns),
             retry_after_ms,
         }
@@ -178,7 +179,20 @@ impl Gcra {
 }
 
 fn ceil_ms(duration_ns: u128) -> u64 {
-    saturate(duration_ns.div_ceil(NS_PER_MS))
+    // Durations fit in a u64 but for states at the far end of time; a u64
+    // division by a constant is a multiplication, a u128 one a library call.
+    match u64::try_from(duration_ns) {
+        Ok(duration_ns) => duration_ns.div_ceil(NS_PER_MS as u64),
+        Err(_) => saturate(duration_ns.div_ceil(NS_PER_MS)),
+    }
+}
+
+/// `dividend / divisor`, in u64 arithmetic whenever the dividend fits.
+fn div_fast(dividend: u128, divisor: u64) -> u128 {
+    match u64::try_from(dividend) {
+        Ok(dividend) => u128::from(dividend / divisor),
+        Err(_) => dividend / u128::from(divisor),
+    }
 }
 
 #[cfg(test)]

@@ -49,6 +49,28 @@
 //! # Ok::<(), durin_ratelimit::Error>(())
 //! ```
 //!
+//! # Many keys
+//!
+//! [`KeyedLimiter`] keeps a state per key in a table with a hard cap on the
+//! keys it tracks; [`SyncKeyedLimiter`] shares one among threads. The
+//! [`keyed`] module explains their memory and what they guarantee at the cap.
+//!
+//! ```
+//! use durin_ratelimit::{CoarseClock, KeyedLimiter, SlidingWindow};
+//!
+//! // About 100 requests per minute per user, at most 1,000,000 users tracked.
+//! let mut limiter = KeyedLimiter::new(SlidingWindow::new(100, 60_000)?, 1_000_000)?;
+//! let mut clock = CoarseClock::new();
+//! clock.refresh(); // once per batch of checks, not once per check
+//! let user_id: u64 = 42;
+//! let decision = limiter.check(&user_id, clock.now_ms(), 1);
+//! assert!(decision.allowed);
+//! assert_eq!(decision.remaining, 99);
+//! assert!(limiter.check(&user_id, clock.now_ms(), 99).allowed);
+//! assert!(!limiter.check(&user_id, clock.now_ms(), 1).allowed);
+//! # Ok::<(), durin_ratelimit::Error>(())
+//! ```
+//!
 //! # Clocks that step backwards
 //!
 //! Wall clocks can be stepped back (NTP, an operator). Each algorithm treats a
@@ -56,16 +78,20 @@
 //! time: a key never gets fresh capacity because the clock went back, and the
 //! durations in the decision are still measured from the `now_ms` passed in.
 
+mod algorithm;
 mod clock;
 mod error;
 mod fixed_window;
 mod gcra;
+pub mod keyed;
 mod sliding_window;
 
+pub use algorithm::Algorithm;
 pub use clock::{Clock, CoarseClock, SystemClock};
 pub use error::Error;
 pub use fixed_window::{FixedWindow, FixedWindowState};
 pub use gcra::{Gcra, GcraState};
+pub use keyed::{KeyedLimiter, KeyedStats, SyncKeyedLimiter};
 pub use sliding_window::{SlidingWindow, SlidingWindowState};
 
 /// The value of [`Decision::retry_after_ms`] when the request can never be

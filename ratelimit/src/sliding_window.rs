@@ -103,6 +103,7 @@ impl SlidingWindow {
     /// If `now_ms` falls before the window in `state` (the clock stepped
     /// back), the check is made at the start of the state's window, so the
     /// key gains no capacity; durations are still measured from `now_ms`.
+    #[inline]
     pub fn check(&self, state: &mut SlidingWindowState, now_ms: u64, cost: u64) -> Decision {
         if self.window_ms == 0 {
             return Decision {
@@ -162,7 +163,12 @@ impl SlidingWindow {
     /// `previous_weighted + (current + c) * window_ms <= limit * window_ms`.
     fn remaining(&self, state: &SlidingWindowState, previous_weighted: u128) -> u64 {
         let capacity = u128::from(self.limit) * u128::from(self.window_ms);
-        let whole_units = capacity.saturating_sub(previous_weighted) / u128::from(self.window_ms);
+        let room = capacity.saturating_sub(previous_weighted);
+        // A u128 division is a library call; the room nearly always fits a u64.
+        let whole_units = match u64::try_from(room) {
+            Ok(room) => u128::from(room / self.window_ms),
+            Err(_) => room / u128::from(self.window_ms),
+        };
         saturate(whole_units).saturating_sub(state.current_count)
     }
 

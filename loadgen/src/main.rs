@@ -1,0 +1,61 @@
+//! The `loadgen` binary: parse, check, run, report.
+//!
+//! Exit codes: 0 when the run completed and got responses; 1 when it could
+//! not run or no response came back at all; 2 for flags that cannot run
+//! (including a target that is not this machine without `--allow-remote`,
+//! and the `ws` mode, which is not supported yet).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use loadgen::cli::{Cli, Command};
+use loadgen::{report, run};
+
+/// Exit code for flags that cannot run, as clap uses for its own errors.
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Http(args) => http(&args),
+        Command::Ws(_) => {
+            eprintln!(
+                "loadgen: error: `loadgen ws` is not yet supported: WebSocket load arrives \
+                 with durin's WebSocket support; use `loadgen http` for now"
+            );
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn http(args: &loadgen::cli::HttpArgs) -> ExitCode {
+    let plan = match args.plan() {
+        Ok(plan) => plan,
+        Err(err) => {
+            eprintln!("loadgen: error: {err}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    for warning in &plan.warnings {
+        eprintln!("loadgen: warning: {warning}");
+    }
+    let stats = match run::run_http(&plan) {
+        Ok(stats) => stats,
+        Err(message) => {
+            eprintln!("loadgen: error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let info = run::http_info(&plan);
+    if plan.json {
+        println!("{}", report::json(&info, &stats));
+    } else {
+        print!("{}", report::text(&info, &stats));
+    }
+    if stats.responses_total == 0 {
+        eprintln!("loadgen: error: no response came back from {}", plan.url);
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,199 @@
+//! The per-key bookkeeping shared by [`KeyedLimiter`](super::KeyedLimiter)
+//! and each shard of [`SyncKeyedLimiter`](super::SyncKeyedLimiter): the
+//! table of tracked keys, the overflow state, the limiter's own time and the
+//! counters. Keys arrive already hashed, so a sharded limiter hashes once.
+//!
+//! The flow of one check:
+//!
+//! 1. Time: `now_ms` is raised to the latest time seen, so time never goes
+//!    back for the table and an expired key stays expired.
+//! 2. Tracked key: the check runs on the state in its slot, in place. If the
+//!    state is then expired (only a check of cost 0 can leave it so), the
+//!    slot is freed.
+//! 3. Untracked key: make room first. Below the cap, sweep a few slots from
+//!    the CLOCK hand (idle keys leave as new ones arrive); at the cap, sweep
+//!    further until one expired key is found. With room, the key starts from
+//!    the overflow state if that is still live, from a fresh state if not,
+//!    and is inserted unless the check left it expired (a denial or a cost
+//!    of 0). Without room, the check runs on the overflow state itself.
+
+use std::borrow::Borrow;
+use std::num::NonZeroU64;
+
+use super::table::{Entry, Table};
+use super::KeyedStats;
+use crate::{Algorithm, Decision};
+
+/// Slots a new key's arrival sweeps below the cap: enough that idle keys
+/// leave at about the rate new ones come, so a table well under its cap
+/// holds about the keys active within one expiry period.
+const SWEEP_SLOTS_BELOW_CAP: usize = 4;
+/// Slots a new key's arrival may sweep at the cap, looking for one expired
+/// key to replace. It bounds the cost of a check under a flood of new keys
+/// (four cache lines of slots); the hand moves on, so successive arrivals
+/// sweep the whole table.
+const SWEEP_SLOTS_AT_CAP: usize = 8;
+
+pub(crate) struct KeyedCore<K, A: Algorithm> {
+    algorithm: A,
+    table: Table<K, A::State>,
+    keys_max: usize,
+    /// The state every untracked key is checked against while the table is
+    /// full of live keys. It has been charged with everything any untracked
+    /// key was granted, so it dominates each one's own history.
+    overflow: A::State,
+    /// The latest `now_ms` seen.
+    latest_ms: u64,
+    untracked_checks_total: u64,
+    expired_evictions_total: u64,
+}
+
+impl<K, A: Algorithm> KeyedCore<K, A> {
+    /// The caller has checked `keys_max >= 1`.
+    pub(crate) fn new(algorithm: A, keys_max: usize) -> Self {
+        assert!(keys_max >= 1, "a table holds at least one key");
+        KeyedCore {
+            algorithm,
+            table: Table::new(keys_max),
+            keys_max,
+            overflow: A::State::default(),
+            latest_ms: 0,
+            untracked_checks_total: 0,
+            expired_evictions_total: 0,
+        }
+    }
+
+    pub(crate) fn algorithm(&self) -> &A {
+        &self.algorithm
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub(crate) fn contains<Q>(&self, hash: u64, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        self.table.find(hash, key).is_some()
+    }
+
+    /// The state the table holds for `key`, if it tracks it.
+    pub(crate) fn state<Q>(&mut self, hash: u64, key: &Q) -> Option<A::State>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let index = self.table.find(hash, key)?;
+        Some(self.table.entry_mut(index).state)
+    }
+
+    pub(crate) fn overflow_state(&self) -> A::State {
+        self.overflow
+    }
+
+    pub(crate) fn stats(&self) -> KeyedStats {
+        KeyedStats {
+            keys_tracked: self.table.len(),
+            keys_max: self.keys_max,
+            slot_bytes: self.table.slot_bytes(),
+            slot_bytes_max: self.table.slot_bytes_max(),
+            untracked_checks_total: self.untracked_checks_total,
+            expired_evictions_total: self.expired_evictions_total,
+        }
+    }
+
+    /// Raises the table's time to `now_ms` if it is later; returns the time
+    /// checks are made at.
+    #[inline]
+    fn advance(&mut self, now_ms: u64) -> u64 {
+        self.latest_ms = self.latest_ms.max(now_ms);
+        self.latest_ms
+    }
+
+    #[inline]
+    pub(crate) fn check<Q>(&mut self, hash: u64, key: &Q, now_ms: u64, cost: u64) -> Decision
+    where
+        K: Borrow<Q>,
+        Q: Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let now_ms = self.advance(now_ms);
+        let Some(index) = self.table.find(hash, key) else {
+            return self.check_untracked(hash, key, now_ms, cost);
+        };
+        let entry = self.table.entry_mut(index);
+        let decision = self.algorithm.check(&mut entry.state, now_ms, cost);
+        match live_until(&self.algorithm, &entry.state, now_ms) {
+            Some(expires_at_ms) => entry.expires_at_ms = expires_at_ms,
+            None => {
+                self.table.remove_at(index);
+                self.expired_evictions_total += 1;
+            }
+        }
+        decision
+    }
+
+    #[inline(never)]
+    fn check_untracked<Q>(&mut self, hash: u64, key: &Q, now_ms: u64, cost: u64) -> Decision
+    where
+        K: Borrow<Q>,
+        Q: Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        if !self.make_room(now_ms) {
+            self.untracked_checks_total += 1;
+            return self.algorithm.check(&mut self.overflow, now_ms, cost);
+        }
+        let mut state = if live_until(&self.algorithm, &self.overflow, now_ms).is_some() {
+            self.overflow
+        } else {
+            A::State::default()
+        };
+        let decision = self.algorithm.check(&mut state, now_ms, cost);
+        if let Some(expires_at_ms) = live_until(&self.algorithm, &state, now_ms) {
+            self.table.insert_absent(Entry {
+                hash,
+                key: key.to_owned(),
+                state,
+                expires_at_ms,
+            });
+        }
+        decision
+    }
+
+    /// Sweeps for expired keys; returns whether a new key fits.
+    fn make_room(&mut self, now_ms: u64) -> bool {
+        let swept = if self.table.has_room(self.keys_max) {
+            self.table
+                .sweep(now_ms, SWEEP_SLOTS_BELOW_CAP, SWEEP_SLOTS_BELOW_CAP)
+        } else {
+            self.table.sweep(now_ms, SWEEP_SLOTS_AT_CAP, 1)
+        };
+        self.expired_evictions_total += swept as u64;
+        self.table.has_room(self.keys_max)
+    }
+
+    /// Removes every expired key now; returns how many.
+    pub(crate) fn reserve_all(&mut self) {
+        self.table.reserve_all();
+    }
+
+    pub(crate) fn purge_expired(&mut self, now_ms: u64) -> usize {
+        let now_ms = self.advance(now_ms);
+        let removed = self.table.purge_expired(now_ms);
+        self.expired_evictions_total += removed as u64;
+        removed
+    }
+}
+
+/// `Some(expiry)` while `state` still matters after `now_ms`; `None` once it
+/// is as good as fresh and need not be stored.
+#[inline]
+fn live_until<A: Algorithm>(algorithm: &A, state: &A::State, now_ms: u64) -> Option<NonZeroU64> {
+    let expires_at_ms = algorithm.expires_at_ms(state);
+    if expires_at_ms > now_ms {
+        NonZeroU64::new(expires_at_ms)
+    } else {
+        None
+    }
+}
