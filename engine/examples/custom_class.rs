@@ -27,7 +27,8 @@ struct Guestbook {
 
 impl Guestbook {
     fn save(&self, ctx: &mut Context<'_>) -> Result<(), durin::object::StorageError> {
-        ctx.storage().put(b"names", self.names.join("\n").as_bytes())
+        ctx.storage()
+            .put(b"names", self.names.join("\n").as_bytes())
     }
 }
 

@@ -166,26 +166,44 @@ impl Config {
     pub fn class_settings(&self, class: &str) -> Result<(ClassCommon, toml::Table), ConfigError> {
         let mut table = self.classes.get(class).cloned().unwrap_or_default();
         let mut common = ClassCommon::default();
-        common.limits.key_bytes_max =
-            take_u64(&mut table, class, "key_bytes_max", common.limits.key_bytes_max as u64)? as usize;
-        common.limits.value_bytes_max =
-            take_u64(&mut table, class, "value_bytes_max", common.limits.value_bytes_max as u64)? as usize;
-        common.limits.object_bytes_max =
-            take_u64(&mut table, class, "storage_bytes_max", common.limits.object_bytes_max)?;
+        common.limits.key_bytes_max = take_u64(
+            &mut table,
+            class,
+            "key_bytes_max",
+            common.limits.key_bytes_max as u64,
+        )? as usize;
+        common.limits.value_bytes_max = take_u64(
+            &mut table,
+            class,
+            "value_bytes_max",
+            common.limits.value_bytes_max as u64,
+        )? as usize;
+        common.limits.object_bytes_max = take_u64(
+            &mut table,
+            class,
+            "storage_bytes_max",
+            common.limits.object_bytes_max,
+        )?;
         if common.limits.key_bytes_max > KEY_BYTES_MAX_LIMIT {
-            return Err(ConfigError(format!("classes.{class}.key_bytes_max must be at most {KEY_BYTES_MAX_LIMIT}")));
+            return Err(ConfigError(format!(
+                "classes.{class}.key_bytes_max must be at most {KEY_BYTES_MAX_LIMIT}"
+            )));
         }
         if common.limits.value_bytes_max > VALUE_BYTES_MAX_LIMIT {
             return Err(ConfigError(format!(
                 "classes.{class}.value_bytes_max must be at most {VALUE_BYTES_MAX_LIMIT}"
             )));
         }
-        common.alarm_retry_backoff_ms =
-            take_u64(&mut table, class, "alarm_retry_backoff_ms", common.alarm_retry_backoff_ms)?;
+        common.alarm_retry_backoff_ms = take_u64(
+            &mut table,
+            class,
+            "alarm_retry_backoff_ms",
+            common.alarm_retry_backoff_ms,
+        )?;
         if let Some(value) = table.remove("alarm_retry") {
-            common.alarm_retry = value
-                .as_bool()
-                .ok_or_else(|| ConfigError(format!("classes.{class}.alarm_retry must be true or false")))?;
+            common.alarm_retry = value.as_bool().ok_or_else(|| {
+                ConfigError(format!("classes.{class}.alarm_retry must be true or false"))
+            })?;
         }
         if let Some(value) = table.remove("idle_timeout_ms") {
             common.idle_timeout_ms = value

@@ -157,10 +157,14 @@ fn options(args: &ServeArgs) -> Result<ServerOptions, String> {
     let rpc_shard_base_port = match args.rpc_shard_base_port {
         Some(port) => port,
         None if rpc_port == 0 => 0,
-        None => rpc_port.checked_add(1).ok_or("--rpc-listen: no port after it for the shards")?,
+        None => rpc_port
+            .checked_add(1)
+            .ok_or("--rpc-listen: no port after it for the shards")?,
     };
     if rpc_shard_base_port != 0 && usize::from(rpc_shard_base_port) + shards > 65536 {
-        return Err(format!("--rpc-shard-base-port {rpc_shard_base_port}: {shards} shards run past port 65535"));
+        return Err(format!(
+            "--rpc-shard-base-port {rpc_shard_base_port}: {shards} shards run past port 65535"
+        ));
     }
     Ok(ServerOptions {
         listen: args.listen,
@@ -234,7 +238,10 @@ fn serve(args: ServeArgs) -> ExitCode {
     let mut stdout = std::io::stdout();
     if let Some((rpc, base)) = running.rpc_addr() {
         let last = usize::from(base) + running.shards() - 1;
-        let _ = writeln!(stdout, "durin rpc listening on {rpc}, shard ports {base}-{last}");
+        let _ = writeln!(
+            stdout,
+            "durin rpc listening on {rpc}, shard ports {base}-{last}"
+        );
     }
     let _ = writeln!(stdout, "durin listening on http://{}", running.addr());
     let _ = stdout.flush();

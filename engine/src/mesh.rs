@@ -36,7 +36,11 @@ pub enum MeshMsg {
     /// owner's output gate.
     HttpReply { token: u64, bytes: Vec<u8> },
     /// A whole RPC request frame for an object the receiver owns.
-    RpcRequest { from: u32, token: u64, bytes: Vec<u8> },
+    RpcRequest {
+        from: u32,
+        token: u64,
+        bytes: Vec<u8>,
+    },
     /// The whole response frame to a forwarded RPC request, past the
     /// owner's output gate.
     RpcReply { token: u64, bytes: Vec<u8> },

@@ -183,11 +183,16 @@ impl ServerBuilder {
         }
         let (http, addr) = bind_listeners(options.listen, shards)?;
         let rpc = match options.rpc_listen {
-            Some(rpc_listen) => Some(bind_rpc_listeners(rpc_listen, options.rpc_shard_base_port, shards)?),
+            Some(rpc_listen) => Some(bind_rpc_listeners(
+                rpc_listen,
+                options.rpc_shard_base_port,
+                shards,
+            )?),
             None => None,
         };
         let rpc_addrs = rpc.as_ref().map(|r| (r.addr, r.base_port));
-        let mut listeners: Vec<Vec<std::os::fd::OwnedFd>> = http.into_iter().map(|fd| vec![fd]).collect();
+        let mut listeners: Vec<Vec<std::os::fd::OwnedFd>> =
+            http.into_iter().map(|fd| vec![fd]).collect();
         if let Some(rpc) = rpc {
             for ((set, shared), own) in listeners.iter_mut().zip(rpc.shared).zip(rpc.own) {
                 set.push(shared);
@@ -236,7 +241,11 @@ impl ServerBuilder {
                 Err(_) => return Err(ServerError::Shard("a shard exited while starting".into())),
             }
         }
-        Ok(RunningServer { addr, rpc: rpc_addrs, handles })
+        Ok(RunningServer {
+            addr,
+            rpc: rpc_addrs,
+            handles,
+        })
     }
 }
 
@@ -272,7 +281,11 @@ struct RpcListeners {
 /// How many ranges of ports an automatic RPC base port tries.
 const RPC_BASE_PORT_TRIES: usize = 32;
 
-fn bind_rpc_listeners(listen: SocketAddr, base_port: u16, shards: usize) -> Result<RpcListeners, ServerError> {
+fn bind_rpc_listeners(
+    listen: SocketAddr,
+    base_port: u16,
+    shards: usize,
+) -> Result<RpcListeners, ServerError> {
     let (shared, addr) = bind_listeners(listen, shards)?;
     let err = |addr, source| ServerError::Listen { addr, source };
     let bind_range = |base: u16| -> std::io::Result<Vec<std::os::fd::OwnedFd>> {
@@ -292,7 +305,12 @@ fn bind_rpc_listeners(listen: SocketAddr, base_port: u16, shards: usize) -> Resu
             at.set_port(base_port);
             err(at, e)
         })?;
-        return Ok(RpcListeners { addr, base_port, shared, own });
+        return Ok(RpcListeners {
+            addr,
+            base_port,
+            shared,
+            own,
+        });
     }
     // Pick a free range: let the kernel choose shard 0's port, then try to
     // take the ports after it; another range if one is taken.
@@ -300,15 +318,28 @@ fn bind_rpc_listeners(listen: SocketAddr, base_port: u16, shards: usize) -> Resu
     for _ in 0..RPC_BASE_PORT_TRIES {
         let mut at = addr;
         at.set_port(0);
-        let first = durin_net::socket::exclusive_listener(at, LISTEN_BACKLOG).map_err(|e| err(at, e))?;
-        let base = durin_net::socket::local_addr(first.as_raw_fd()).map_err(|e| err(at, e))?.port();
+        let first =
+            durin_net::socket::exclusive_listener(at, LISTEN_BACKLOG).map_err(|e| err(at, e))?;
+        let base = durin_net::socket::local_addr(first.as_raw_fd())
+            .map_err(|e| err(at, e))?
+            .port();
         drop(first);
         match bind_range(base) {
-            Ok(own) => return Ok(RpcListeners { addr, base_port: base, shared, own }),
+            Ok(own) => {
+                return Ok(RpcListeners {
+                    addr,
+                    base_port: base,
+                    shared,
+                    own,
+                })
+            }
             Err(e) => last = Some(e),
         }
     }
-    Err(err(addr, last.unwrap_or_else(|| std::io::Error::other("no free port range"))))
+    Err(err(
+        addr,
+        last.unwrap_or_else(|| std::io::Error::other("no free port range")),
+    ))
 }
 
 /// A started server.

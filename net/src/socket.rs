@@ -45,7 +45,11 @@ pub fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd>
 /// Opens a listening TCP socket on `addr` that no other socket may share
 /// (no `SO_REUSEPORT`): a port that belongs to one shard alone.
 pub fn exclusive_listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
-    let domain = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
     // SAFETY: plain socket(2); the result is checked before it is wrapped.
     let fd = check(unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: `fd` is a fresh descriptor this function owns.
@@ -53,7 +57,13 @@ pub fn exclusive_listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd>
     set_int_option(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
     let (storage, len) = sockaddr_of(addr);
     // SAFETY: `storage` holds a valid sockaddr of `len` bytes.
-    check(unsafe { libc::bind(fd.as_raw_fd(), &storage as *const _ as *const libc::sockaddr, len) })?;
+    check(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &storage as *const _ as *const libc::sockaddr,
+            len,
+        )
+    })?;
     // SAFETY: listen(2) on a bound socket we own.
     check(unsafe { libc::listen(fd.as_raw_fd(), backlog) })?;
     Ok(fd)

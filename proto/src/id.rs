@@ -81,7 +81,11 @@ impl ObjectId {
                 filled += n as usize;
             } else {
                 let error = std::io::Error::last_os_error();
-                assert_eq!(error.raw_os_error(), Some(libc::EINTR), "getrandom failed: {error}");
+                assert_eq!(
+                    error.raw_os_error(),
+                    Some(libc::EINTR),
+                    "getrandom failed: {error}"
+                );
             }
         }
         bytes[15] |= 0x80;
@@ -126,7 +130,9 @@ pub enum IdError {
 impl fmt::Display for IdError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            IdError::Length { len } => write!(f, "an object ID is 32 hex digits, not {len} characters"),
+            IdError::Length { len } => {
+                write!(f, "an object ID is 32 hex digits, not {len} characters")
+            }
             IdError::NotHex => f.write_str("an object ID is 32 hex digits (0-9, a-f)"),
         }
     }

@@ -13,8 +13,15 @@ pub use id::{IdError, ObjectId};
 /// The storage partition of `id` in a data directory of `partitions`
 /// partitions. Part of the on-disk format: never change it.
 pub fn partition_of(id: &ObjectId, partitions: u32) -> u32 {
-    assert!(partitions > 0, "a data directory has at least one partition");
-    let high = u64::from_le_bytes(id.0[..8].try_into().expect("16-byte id has 8 leading bytes"));
+    assert!(
+        partitions > 0,
+        "a data directory has at least one partition"
+    );
+    let high = u64::from_le_bytes(
+        id.0[..8]
+            .try_into()
+            .expect("16-byte id has 8 leading bytes"),
+    );
     (high % u64::from(partitions)) as u32
 }
 

@@ -1,8 +1,8 @@
 //! The shard's store: overlay, open group, the log, and the applier.
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
 use std::fs::File;
+use std::ops::Bound;
 use std::ops::Deref;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
@@ -48,7 +48,9 @@ const MEMTABLE_BYTES: u64 = 16 << 20;
 
 /// Opens the objects keyspace of a partition.
 pub(crate) fn open_keyspace(db: &fjall::Database) -> Result<fjall::Keyspace, Error> {
-    Ok(db.keyspace(KEYSPACE, || fjall::KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES))?)
+    Ok(db.keyspace(KEYSPACE, || {
+        fjall::KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+    })?)
 }
 
 /// A log write for the shard's ring: write `len` bytes at `ptr` to `fd` at
@@ -324,7 +326,11 @@ impl ShardStore {
 
     /// The partitions this shard owns.
     pub fn owned_partitions(&self) -> impl Iterator<Item = u32> + '_ {
-        self.keyspaces.iter().enumerate().filter(|(_, k)| k.is_some()).map(|(p, _)| p as u32)
+        self.keyspaces
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| k.is_some())
+            .map(|(p, _)| p as u32)
     }
 
     /// [`scan`](Self::scan) over partition `partition`.
@@ -348,8 +354,11 @@ impl ShardStore {
             .overlay
             .range::<[u8], _>(range)
             .filter(|(_, p)| p.partition == partition);
-        let mut pending: Box<dyn Iterator<Item = (&Arc<[u8]>, &Pending)>> =
-            if reverse { Box::new(overlay_range.rev()) } else { Box::new(overlay_range) };
+        let mut pending: Box<dyn Iterator<Item = (&Arc<[u8]>, &Pending)>> = if reverse {
+            Box::new(overlay_range.rev())
+        } else {
+            Box::new(overlay_range)
+        };
         let mut next_stored = stored.next().map(fjall::Guard::into_inner).transpose()?;
         let mut next_pending = pending.next();
         loop {
@@ -364,7 +373,11 @@ impl ShardStore {
                     if ordering == std::cmp::Ordering::Equal {
                         next_stored = stored.next().map(fjall::Guard::into_inner).transpose()?;
                     }
-                    if reverse { ordering.is_ge() } else { ordering.is_le() }
+                    if reverse {
+                        ordering.is_ge()
+                    } else {
+                        ordering.is_le()
+                    }
                 }
             };
             if take_pending {
@@ -400,7 +413,10 @@ impl ShardStore {
 
     fn write(&mut self, owner: &OwnerId, key: &[u8], value: Option<Arc<[u8]>>) -> Seq {
         let partition = self.layout.partition_of(owner);
-        assert!(self.owns(owner), "storage written on a shard that does not own the partition");
+        assert!(
+            self.owns(owner),
+            "storage written on a shard that does not own the partition"
+        );
         self.stats.writes_total += 1;
         let seq = self.open_seq;
         let open_len = self.open.len();
@@ -408,17 +424,47 @@ impl ShardStore {
             let key = Arc::clone(key);
             let already_in_open_group = pending.seq == seq;
             let pending = self.overlay.get_mut(&key[..]).expect("found above");
-            let previous = std::mem::replace(pending, Pending { seq, partition, value });
+            let previous = std::mem::replace(
+                pending,
+                Pending {
+                    seq,
+                    partition,
+                    value,
+                },
+            );
             if !already_in_open_group {
-                self.open.push(GroupWrite { partition, key: Arc::clone(&key), value: None });
+                self.open.push(GroupWrite {
+                    partition,
+                    key: Arc::clone(&key),
+                    value: None,
+                });
             }
-            self.undo.push(Undo { key, previous: Some(previous), open_len });
+            self.undo.push(Undo {
+                key,
+                previous: Some(previous),
+                open_len,
+            });
             return seq;
         }
         let key: Arc<[u8]> = Arc::from(key);
-        self.overlay.insert(Arc::clone(&key), Pending { seq, partition, value });
-        self.open.push(GroupWrite { partition, key: Arc::clone(&key), value: None });
-        self.undo.push(Undo { key, previous: None, open_len });
+        self.overlay.insert(
+            Arc::clone(&key),
+            Pending {
+                seq,
+                partition,
+                value,
+            },
+        );
+        self.open.push(GroupWrite {
+            partition,
+            key: Arc::clone(&key),
+            value: None,
+        });
+        self.undo.push(Undo {
+            key,
+            previous: None,
+            open_len,
+        });
         seq
     }
 
@@ -434,12 +480,18 @@ impl ShardStore {
     /// happened: reads see the earlier values again and the open group
     /// forgets the keys it gained.
     pub fn rollback_to(&mut self, savepoint: Savepoint) {
-        assert!(savepoint.0 <= self.undo.len(), "a savepoint rolls back only writes made after it");
+        assert!(
+            savepoint.0 <= self.undo.len(),
+            "a savepoint rolls back only writes made after it"
+        );
         while self.undo.len() > savepoint.0 {
             let undo = self.undo.pop().expect("length checked above");
             match undo.previous {
                 Some(previous) => {
-                    *self.overlay.get_mut(&undo.key[..]).expect("undone keys are in the overlay") = previous;
+                    *self
+                        .overlay
+                        .get_mut(&undo.key[..])
+                        .expect("undone keys are in the overlay") = previous;
                 }
                 None => {
                     self.overlay.remove(&undo.key[..]);

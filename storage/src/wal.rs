@@ -191,7 +191,7 @@ pub fn recover(layout: &Layout) -> Result<u64, Error> {
     let mut partitions: Vec<Option<(fjall::Database, fjall::Keyspace)>> =
         (0..layout.partitions()).map(|_| None).collect();
     let mut records = 0;
-    let mut batch: Vec<(u32, Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+    let mut batch: Vec<ReplayedWrite> = Vec::new();
     for path in &segments {
         let bytes = fs::read(path).map_err(io_err(path))?;
         let mut failure = None;
@@ -222,14 +222,19 @@ pub fn recover(layout: &Layout) -> Result<u64, Error> {
     Ok(records)
 }
 
+/// A write read back from the log: partition, key, value (`None`: delete).
+type ReplayedWrite = (u32, Vec<u8>, Option<Vec<u8>>);
+/// The partitions opened during recovery, by number.
+type Partitions = [Option<(fjall::Database, fjall::Keyspace)>];
+
 /// Writes replayed in one fjall batch per partition.
 const REPLAY_BATCH_WRITES: usize = 16 * 1024;
 
 /// Applies replayed writes, in order, as one batch per partition.
 fn apply_replayed(
     layout: &Layout,
-    partitions: &mut [Option<(fjall::Database, fjall::Keyspace)>],
-    writes: &mut Vec<(u32, Vec<u8>, Option<Vec<u8>>)>,
+    partitions: &mut Partitions,
+    writes: &mut Vec<ReplayedWrite>,
 ) -> Result<(), Error> {
     let mut touched: Vec<u32> = writes.iter().map(|w| w.0).collect();
     touched.sort_unstable();
@@ -251,7 +256,7 @@ fn apply_replayed(
 
 fn partition_handle<'a>(
     layout: &Layout,
-    partitions: &'a mut [Option<(fjall::Database, fjall::Keyspace)>],
+    partitions: &'a mut Partitions,
     partition: u32,
 ) -> Result<&'a (fjall::Database, fjall::Keyspace), Error> {
     let slot = partitions

@@ -97,7 +97,11 @@ fn acknowledged_writes_survive_across_segments_and_a_different_shard_count() {
     for round in 0..300u32 {
         let key = format!("k{}", round % 37);
         let value = vec![(round % 251) as u8; 100 + (round as usize % 50)];
-        let seq = store.put(&owner(round % 5), &self::key(owner(round % 5), &key), &value);
+        let seq = store.put(
+            &owner(round % 5),
+            &self::key(owner(round % 5), &key),
+            &value,
+        );
         if round % 11 == 0 {
             store.delete(&owner(round % 5), &self::key(owner(round % 5), "k0"));
             expected.insert((round % 5, "k0".to_string()), None);
@@ -124,7 +128,10 @@ fn acknowledged_writes_survive_across_segments_and_a_different_shard_count() {
                 .find(|s| s.owns(&id))
                 .expect("some shard owns every object");
             assert_eq!(
-                store.get_vec(&id, &self::key(id, key)).expect("get").as_ref(),
+                store
+                    .get_vec(&id, &self::key(id, key))
+                    .expect("get")
+                    .as_ref(),
                 value.as_ref(),
                 "{o}/{key}"
             );
@@ -141,7 +148,7 @@ fn a_short_write_is_resubmitted_before_the_group_is_durable() {
     assert!(drive(&mut store, Fault::ShortWrite).expect("drive"));
     assert_eq!(store.durable_seq(), seq);
     drop(store);
-    let mut store = open(&layout, 0, 1);
+    let store = open(&layout, 0, 1);
     assert_eq!(
         store.get_vec(&owner(1), b"a").expect("get"),
         Some(b"whole".to_vec())
@@ -169,7 +176,7 @@ fn a_record_torn_by_a_crash_is_not_replayed() {
     assert!(!drive(&mut store, Fault::CrashMidWrite).expect("drive"));
     assert_eq!(store.durable_seq(), 1);
     drop(store);
-    let mut store = open(&layout, 0, 1);
+    let store = open(&layout, 0, 1);
     assert_eq!(
         store.get_vec(&owner(1), b"kept").expect("get"),
         Some(b"yes".to_vec())

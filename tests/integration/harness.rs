@@ -140,8 +140,14 @@ impl Server {
             .iter()
             .find_map(|l| l.strip_prefix("durin rpc listening on "))
             .unwrap_or_else(|| panic!("no rpc line in {:?}", self.stdout_before_ready()));
-        let (addr, ports) = line.split_once(", shard ports ").expect("rpc line names the shard ports");
-        let base = ports.split('-').next().and_then(|p| p.parse().ok()).expect("a base port");
+        let (addr, ports) = line
+            .split_once(", shard ports ")
+            .expect("rpc line names the shard ports");
+        let base = ports
+            .split('-')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a base port");
         (addr.parse().expect("an rpc address"), base)
     }
 
@@ -249,7 +255,13 @@ impl Running {
         let mut command = Command::new(bin_path());
         command
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--rpc-listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--rpc-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(dir.join(DATA_DIR_NAME))
             .args(["--cores", &cores.to_string(), "--no-pin"]);
         if let Some(config) = config {

@@ -22,11 +22,21 @@ fn an_idle_counter_is_evicted_and_reloaded_from_storage() {
         increment(&mut conn, name);
     }
     assert_eq!(metric(&server, "durin_objects_created_total"), 4);
-    let evicted = eventually(Duration::from_secs(5), || metric(&server, "durin_objects_evicted_total") >= 4);
-    assert!(evicted, "idle objects were not evicted: {}", server.connect().get("/metrics").text());
+    let evicted = eventually(Duration::from_secs(5), || {
+        metric(&server, "durin_objects_evicted_total") >= 4
+    });
+    assert!(
+        evicted,
+        "idle objects were not evicted: {}",
+        server.connect().get("/metrics").text()
+    );
     assert_eq!(metric(&server, "durin_objects_live"), 0);
     for name in ["a", "b", "c", "d"] {
-        assert_eq!(increment(&mut conn, name), 3, "counter {name} after it came back");
+        assert_eq!(
+            increment(&mut conn, name),
+            3,
+            "counter {name} after it came back"
+        );
     }
     assert_eq!(metric(&server, "durin_objects_created_total"), 8);
 }

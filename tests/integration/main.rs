@@ -33,5 +33,6 @@ mod ratelimit_config;
 mod ratelimit_survives_sigkill;
 mod ratelimit_window;
 mod restart_with_other_core_count;
+mod rpc;
 mod startup_and_health;
 mod unknown_routes;

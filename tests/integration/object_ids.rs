@@ -27,10 +27,20 @@ fn a_unique_id_addresses_its_own_object() {
         let response = conn.post(&format!("/counter/id:{a}/increment"), b"");
         assert_eq!(response.text(), format!("{{\"value\": {expected}}}"));
     }
-    assert_eq!(conn.get(&format!("/counter/id:{a}")).text(), "{\"value\": 3}");
-    assert_eq!(conn.get(&format!("/counter/id:{b}")).text(), "{\"value\": 0}");
+    assert_eq!(
+        conn.get(&format!("/counter/id:{a}")).text(),
+        "{\"value\": 3}"
+    );
+    assert_eq!(
+        conn.get(&format!("/counter/id:{b}")).text(),
+        "{\"value\": 0}"
+    );
     // Upper-case hex names the same object.
-    assert_eq!(conn.get(&format!("/counter/id:{}", a.to_uppercase())).text(), "{\"value\": 3}");
+    assert_eq!(
+        conn.get(&format!("/counter/id:{}", a.to_uppercase()))
+            .text(),
+        "{\"value\": 3}"
+    );
     // Reading `new` is the counter named "new", not a new ID.
     assert_eq!(conn.get("/counter/new").text(), "{\"value\": 0}");
 }
@@ -39,7 +49,12 @@ fn a_unique_id_addresses_its_own_object() {
 fn a_malformed_id_is_400() {
     let server = Server::start(1);
     let mut conn = server.connect();
-    for bad in ["id:", "id:abc", "id:zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", "id:0123456789abcdef0123456789abcdef0"] {
+    for bad in [
+        "id:",
+        "id:abc",
+        "id:zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz",
+        "id:0123456789abcdef0123456789abcdef0",
+    ] {
         let response = conn.get(&format!("/counter/{bad}"));
         assert_eq!(response.status, 400, "{bad}: {}", response.text());
     }

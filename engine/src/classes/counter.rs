@@ -7,6 +7,7 @@
 use crate::config::{reject_unknown, ConfigError};
 use crate::object::{Context, DurableObject, ObjectClass, Request, Response, RpcError};
 use crate::ObjectId;
+use durin_proto::rpc::builtin;
 
 const VALUE_KEY: &[u8] = b"value";
 
@@ -60,16 +61,24 @@ impl Counter {
 impl DurableObject for Counter {
     /// RPC methods: `get` and `increment`, with an empty payload; the
     /// answer is the value as 8 little-endian bytes.
-    fn rpc(&mut self, method: &str, payload: &[u8], out: &mut Vec<u8>, ctx: &mut Context<'_>) -> Result<(), RpcError> {
+    fn rpc(
+        &mut self,
+        method: &str,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+        ctx: &mut Context<'_>,
+    ) -> Result<(), RpcError> {
         if !payload.is_empty() {
-            return Err(RpcError::BadArgument("counter methods take no payload".into()));
+            return Err(RpcError::BadArgument(
+                "counter methods take no payload".into(),
+            ));
         }
         let value = match method {
-            "get" => self.value,
-            "increment" => self.increment(ctx)?,
+            builtin::COUNTER_GET => self.value,
+            builtin::COUNTER_INCREMENT => self.increment(ctx)?,
             _ => return Err(RpcError::UnknownMethod),
         };
-        out.extend_from_slice(&value.to_le_bytes());
+        builtin::encode_counter_value(value, out);
         Ok(())
     }
 

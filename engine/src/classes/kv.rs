@@ -25,9 +25,11 @@ use serde_json::{json, Value as Json};
 
 use crate::config::{reject_unknown, ConfigError};
 use crate::object::{
-    AlarmError, Context, DurableObject, ListOptions, ObjectClass, Request, Response, StorageError, TransactionError,
+    AlarmError, Context, DurableObject, ListOptions, ObjectClass, Request, Response, RpcError,
+    StorageError, TransactionError,
 };
 use crate::ObjectId;
+use durin_proto::rpc::builtin;
 
 /// Default and largest `limit` of a list.
 pub const LIST_LIMIT_DEFAULT: usize = 1000;
@@ -66,15 +68,21 @@ fn error(res: &mut Response, status: u16, message: &str) {
 
 fn storage_error(res: &mut Response, e: &StorageError) {
     match e {
-        StorageError::KeyTooLarge { max, .. } => {
-            respond_json(res, 413, &json!({ "error": e.to_string(), "limit": "key_bytes_max", "max": max }))
-        }
-        StorageError::ValueTooLarge { max, .. } => {
-            respond_json(res, 413, &json!({ "error": e.to_string(), "limit": "value_bytes_max", "max": max }))
-        }
-        StorageError::ObjectTooLarge { max, .. } => {
-            respond_json(res, 413, &json!({ "error": e.to_string(), "limit": "storage_bytes_max", "max": max }))
-        }
+        StorageError::KeyTooLarge { max, .. } => respond_json(
+            res,
+            413,
+            &json!({ "error": e.to_string(), "limit": "key_bytes_max", "max": max }),
+        ),
+        StorageError::ValueTooLarge { max, .. } => respond_json(
+            res,
+            413,
+            &json!({ "error": e.to_string(), "limit": "value_bytes_max", "max": max }),
+        ),
+        StorageError::ObjectTooLarge { max, .. } => respond_json(
+            res,
+            413,
+            &json!({ "error": e.to_string(), "limit": "storage_bytes_max", "max": max }),
+        ),
         _ => error(res, 500, &e.to_string()),
     }
 }
@@ -143,7 +151,9 @@ struct AlarmBody {
 impl DurableObject for Kv {
     fn fetch(&mut self, req: &Request<'_>, res: &mut Response, ctx: &mut Context<'_>) {
         if let Some(encoded) = req.path.strip_prefix("/keys/") {
-            let Some(key) = decode(encoded, false) else { return error(res, 400, "invalid percent-encoding in key") };
+            let Some(key) = decode(encoded, false) else {
+                return error(res, 400, "invalid percent-encoding in key");
+            };
             return match req.method {
                 "PUT" => put(&key, req.body, res, ctx),
                 "GET" => get(&key, res, ctx),
@@ -173,10 +183,43 @@ impl DurableObject for Kv {
         }
     }
 
+    /// RPC methods: `get` (payload: the key) → found byte and value; `put`
+    /// (see [`builtin::encode_kv_put`]) → nothing; `delete` (the key) →
+    /// whether it existed, one byte.
+    fn rpc(
+        &mut self,
+        method: &str,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+        ctx: &mut Context<'_>,
+    ) -> Result<(), RpcError> {
+        match method {
+            builtin::KV_GET => {
+                ctx.storage()
+                    .get_with(payload, |v| builtin::encode_kv_get_response(v, out))?;
+            }
+            builtin::KV_PUT => {
+                let (key, value) = builtin::decode_kv_put(payload).ok_or_else(|| {
+                    RpcError::BadArgument("put takes key_len u32 LE, key, value".into())
+                })?;
+                ctx.storage().put(key, value)?;
+            }
+            builtin::KV_DELETE => {
+                let deleted = ctx.storage().delete(payload)?;
+                builtin::encode_kv_delete_response(deleted, out);
+            }
+            _ => return Err(RpcError::UnknownMethod),
+        }
+        Ok(())
+    }
+
     fn alarm(&mut self, ctx: &mut Context<'_>) -> Result<(), AlarmError> {
         // A way for scripts and tests to see retries: while the object
         // holds `alarm:fail`, its alarm fails (and counts its attempts).
-        let failing = ctx.storage().get(b"alarm:fail").map_err(|e| AlarmError(e.to_string()))?;
+        let failing = ctx
+            .storage()
+            .get(b"alarm:fail")
+            .map_err(|e| AlarmError(e.to_string()))?;
         if failing.is_some() {
             let attempts = ctx
                 .storage()
@@ -187,11 +230,17 @@ impl DurableObject for Kv {
             // An error keeps the event's writes (only a panic rolls them
             // back), so the attempt count survives the failure.
             let attempts = (attempts + 1).to_string();
-            ctx.storage().put(b"alarm:attempts", attempts.as_bytes()).map_err(|e| AlarmError(e.to_string()))?;
-            return Err(AlarmError(format!("alarm:fail is set (attempt {attempts})")));
+            ctx.storage()
+                .put(b"alarm:attempts", attempts.as_bytes())
+                .map_err(|e| AlarmError(e.to_string()))?;
+            return Err(AlarmError(format!(
+                "alarm:fail is set (attempt {attempts})"
+            )));
         }
         let now = ctx.now_ms().to_string();
-        ctx.storage().put(b"alarm:fired", now.as_bytes()).map_err(|e| AlarmError(e.to_string()))
+        ctx.storage()
+            .put(b"alarm:fired", now.as_bytes())
+            .map_err(|e| AlarmError(e.to_string()))
     }
 }
 
@@ -205,7 +254,9 @@ fn put(key: &[u8], value: &[u8], res: &mut Response, ctx: &mut Context<'_>) {
 fn get(key: &[u8], res: &mut Response, ctx: &mut Context<'_>) {
     let found = ctx.storage().get_with(key, |v| {
         v.map(|v| {
-            res.status(200).content_type("application/octet-stream").body(v);
+            res.status(200)
+                .content_type("application/octet-stream")
+                .body(v);
         })
     });
     match found {
@@ -225,11 +276,18 @@ fn delete(key: &[u8], res: &mut Response, ctx: &mut Context<'_>) {
 }
 
 fn list(query: Option<&str>, res: &mut Response, ctx: &mut Context<'_>) {
-    let Some(params) = query_params(query) else { return error(res, 400, "invalid percent-encoding in the query") };
-    let param = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice());
-    if let Some((unknown, _)) =
-        params.iter().find(|(n, _)| !["prefix", "start", "start_after", "end", "reverse", "limit"].contains(&n.as_str()))
-    {
+    let Some(params) = query_params(query) else {
+        return error(res, 400, "invalid percent-encoding in the query");
+    };
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    };
+    if let Some((unknown, _)) = params.iter().find(|(n, _)| {
+        !["prefix", "start", "start_after", "end", "reverse", "limit"].contains(&n.as_str())
+    }) {
         return error(res, 400, &format!("unknown list option `{unknown}`"));
     }
     let reverse = match param("reverse") {
@@ -239,9 +297,18 @@ fn list(query: Option<&str>, res: &mut Response, ctx: &mut Context<'_>) {
     };
     let limit = match param("limit") {
         None => LIST_LIMIT_DEFAULT,
-        Some(text) => match std::str::from_utf8(text).ok().and_then(|t| t.parse::<usize>().ok()) {
+        Some(text) => match std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| t.parse::<usize>().ok())
+        {
             Some(n) if n <= LIST_LIMIT_MAX => n,
-            _ => return error(res, 400, &format!("limit must be a number from 0 to {LIST_LIMIT_MAX}")),
+            _ => {
+                return error(
+                    res,
+                    400,
+                    &format!("limit must be a number from 0 to {LIST_LIMIT_MAX}"),
+                )
+            }
         },
     };
     let options = ListOptions {
@@ -281,7 +348,11 @@ fn transaction(body: &[u8], res: &mut Response, ctx: &mut Context<'_>) {
         Err(e) => return error(res, 400, &format!("malformed transaction: {e}")),
     };
     if parsed.ops.len() > TRANSACTION_OPS_MAX {
-        return error(res, 413, &format!("a transaction has at most {TRANSACTION_OPS_MAX} operations"));
+        return error(
+            res,
+            413,
+            &format!("a transaction has at most {TRANSACTION_OPS_MAX} operations"),
+        );
     }
     let mut ops = Vec::with_capacity(parsed.ops.len());
     for op in &parsed.ops {
@@ -298,21 +369,31 @@ fn transaction(body: &[u8], res: &mut Response, ctx: &mut Context<'_>) {
             ("put", Some(_)) | ("delete", None) | ("check", _) => {}
             ("put", None) => return error(res, 400, "a put needs a value"),
             ("delete", Some(_)) => return error(res, 400, "a delete takes no value"),
-            (other, _) => return error(res, 400, &format!("unknown op `{other}` (put, delete or check)")),
+            (other, _) => {
+                return error(
+                    res,
+                    400,
+                    &format!("unknown op `{other}` (put, delete or check)"),
+                )
+            }
         }
         ops.push((op.op.as_str(), op.key.as_bytes(), value));
     }
     let result = ctx.storage().transaction(|storage| {
         for (op, key, value) in &ops {
             match *op {
-                "put" => storage.put(key, value.as_deref().unwrap_or_default()).map_err(Abort::Storage)?,
+                "put" => storage
+                    .put(key, value.as_deref().unwrap_or_default())
+                    .map_err(Abort::Storage)?,
                 "delete" => {
                     storage.delete(key).map_err(Abort::Storage)?;
                 }
                 _ => {
                     let current = storage.get(key).map_err(Abort::Storage)?;
                     if current.as_deref() != value.as_deref() {
-                        return Err(Abort::CheckFailed(String::from_utf8_lossy(key).into_owned()));
+                        return Err(Abort::CheckFailed(
+                            String::from_utf8_lossy(key).into_owned(),
+                        ));
                     }
                 }
             }
@@ -321,9 +402,11 @@ fn transaction(body: &[u8], res: &mut Response, ctx: &mut Context<'_>) {
     });
     match result {
         Ok(()) => respond_json(res, 200, &json!({ "ok": true })),
-        Err(TransactionError::Aborted(Abort::CheckFailed(key))) => {
-            respond_json(res, 409, &json!({ "error": "check failed; nothing was applied", "key": key }))
-        }
+        Err(TransactionError::Aborted(Abort::CheckFailed(key))) => respond_json(
+            res,
+            409,
+            &json!({ "error": "check failed; nothing was applied", "key": key }),
+        ),
         Err(TransactionError::Aborted(Abort::Storage(e))) => storage_error(res, &e),
     }
 }

@@ -25,8 +25,11 @@ use durin_ratelimit::{
 };
 
 use crate::config::{reject_unknown, take_u64, ConfigError};
-use crate::object::{Context, DurableObject, ObjectClass, Request, Response, StorageError};
+use crate::object::{
+    Context, DurableObject, ObjectClass, Request, Response, RpcError, StorageError,
+};
 use crate::ObjectId;
+use durin_proto::rpc::builtin;
 
 const FIXED_WINDOW_KEY: &[u8] = b"fixed-window";
 const SLIDING_WINDOW_KEY: &[u8] = b"sliding-window";
@@ -175,6 +178,41 @@ fn ceil_seconds(ms: u64) -> u64 {
 }
 
 impl DurableObject for RateLimiter {
+    /// RPC: `check`, with the cost as 8 little-endian bytes (or nothing for
+    /// a cost of 1); the answer is the decision
+    /// ([`builtin::RateLimitDecision`]).
+    fn rpc(
+        &mut self,
+        method: &str,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+        ctx: &mut Context<'_>,
+    ) -> Result<(), RpcError> {
+        if method != builtin::RATELIMIT_CHECK {
+            return Err(RpcError::UnknownMethod);
+        }
+        let cost = builtin::decode_ratelimit_cost(payload).ok_or_else(|| {
+            RpcError::BadArgument("check takes a cost of 8 little-endian bytes, or nothing".into())
+        })?;
+        let before = self.limiter;
+        let decision = self.limiter.check(ctx.now_ms(), cost);
+        if self.limiter != before && decision.allowed {
+            if let Err(e) = self.limiter.store(ctx) {
+                self.limiter = before;
+                return Err(RpcError::Storage(e));
+            }
+        }
+        let answer = builtin::RateLimitDecision {
+            allowed: decision.allowed,
+            limit: decision.limit,
+            remaining: decision.remaining,
+            reset_after_ms: decision.reset_after_ms,
+            retry_after_ms: decision.retry_after_ms,
+        };
+        answer.encode(out);
+        Ok(())
+    }
+
     fn fetch(&mut self, req: &Request<'_>, res: &mut Response, ctx: &mut Context<'_>) {
         if !matches!(req.method, "GET" | "POST") || !req.path.is_empty() {
             res.text(404, "Not found");

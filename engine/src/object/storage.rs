@@ -26,9 +26,16 @@ impl Default for StorageLimits {
     /// Cloudflare's key-value limits (2 KiB keys, 128 KiB values) and the
     /// seed's 1 GiB per object.
     fn default() -> Self {
-        StorageLimits { key_bytes_max: 2048, value_bytes_max: 128 * 1024, object_bytes_max: 1 << 30 }
+        StorageLimits {
+            key_bytes_max: 2048,
+            value_bytes_max: 128 * 1024,
+            object_bytes_max: 1 << 30,
+        }
     }
 }
+
+/// A key and its value, as `list` returns them.
+pub type Entry = (Vec<u8>, Vec<u8>);
 
 /// Most entries one `list` returns.
 pub const LIST_ENTRIES_MAX: usize = 100_000;
@@ -64,28 +71,46 @@ pub struct ListOptions<'a> {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StorageError {
-    KeyTooLarge { bytes: usize, max: usize },
-    ValueTooLarge { bytes: usize, max: usize },
+    KeyTooLarge {
+        bytes: usize,
+        max: usize,
+    },
+    ValueTooLarge {
+        bytes: usize,
+        max: usize,
+    },
     /// The write would take the object past its stored-bytes limit.
-    ObjectTooLarge { bytes: u64, max: u64 },
+    ObjectTooLarge {
+        bytes: u64,
+        max: u64,
+    },
     /// The storage engine failed.
     Engine(durin_storage::Error),
     /// An engine record did not validate when read back.
-    CorruptRecord { what: &'static str },
+    CorruptRecord {
+        what: &'static str,
+    },
 }
 
 impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StorageError::KeyTooLarge { bytes, max } => write!(f, "key of {bytes} bytes is over the {max}-byte limit"),
+            StorageError::KeyTooLarge { bytes, max } => {
+                write!(f, "key of {bytes} bytes is over the {max}-byte limit")
+            }
             StorageError::ValueTooLarge { bytes, max } => {
                 write!(f, "value of {bytes} bytes is over the {max}-byte limit")
             }
             StorageError::ObjectTooLarge { bytes, max } => {
-                write!(f, "the object would store {bytes} bytes, over its {max}-byte limit")
+                write!(
+                    f,
+                    "the object would store {bytes} bytes, over its {max}-byte limit"
+                )
             }
             StorageError::Engine(e) => write!(f, "storage engine: {e}"),
-            StorageError::CorruptRecord { what } => write!(f, "the stored {what} record does not validate"),
+            StorageError::CorruptRecord { what } => {
+                write!(f, "the stored {what} record does not validate")
+            }
         }
     }
 }
@@ -139,16 +164,22 @@ where
 {
     let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
     aligned.extend_from_slice(bytes);
-    rkyv::from_bytes::<T, rkyv::rancor::Error>(&aligned).map_err(|_| StorageError::CorruptRecord { what })
+    rkyv::from_bytes::<T, rkyv::rancor::Error>(&aligned)
+        .map_err(|_| StorageError::CorruptRecord { what })
 }
 
 pub(crate) fn encode_record<T>(record: &T) -> rkyv::util::AlignedVec
 where
     T: for<'a> rkyv::Serialize<
-        rkyv::api::high::HighSerializer<rkyv::util::AlignedVec, rkyv::ser::allocator::ArenaHandle<'a>, rkyv::rancor::Error>,
+        rkyv::api::high::HighSerializer<
+            rkyv::util::AlignedVec,
+            rkyv::ser::allocator::ArenaHandle<'a>,
+            rkyv::rancor::Error,
+        >,
     >,
 {
-    let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(record).expect("serializing a plain record cannot fail");
+    let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(record)
+        .expect("serializing a plain record cannot fail");
     // Check at both ends: what is written must read back.
     debug_assert!(!bytes.is_empty());
     bytes
@@ -176,7 +207,11 @@ pub(crate) fn write_alarm(
         store.delete(&id.0, &keys::alarm_index_key(previous.at_ms, id));
     }
     store.put(&id.0, &keys::alarm_index_key(record.at_ms, id), b"");
-    store.put(&id.0, &keys::record_key(id, ALARM_RECORD), &encode_record(record))
+    store.put(
+        &id.0,
+        &keys::record_key(id, ALARM_RECORD),
+        &encode_record(record),
+    )
 }
 
 /// Deletes `id`'s alarm record `previous` and its index entry.
@@ -197,7 +232,10 @@ impl Storage<'_, '_> {
     fn check_key(&self, key: &[u8]) -> Result<(), StorageError> {
         let max = self.ctx.limits.key_bytes_max;
         if key.len() > max {
-            return Err(StorageError::KeyTooLarge { bytes: key.len(), max });
+            return Err(StorageError::KeyTooLarge {
+                bytes: key.len(),
+                max,
+            });
         }
         Ok(())
     }
@@ -208,7 +246,11 @@ impl Storage<'_, '_> {
     }
 
     /// Reads `key` and hands the bytes to `f` without copying them.
-    pub fn get_with<R>(&mut self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R, StorageError> {
+    pub fn get_with<R>(
+        &mut self,
+        key: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R, StorageError> {
         self.check_key(key)?;
         let owner = self.owner();
         keys::data_key(&mut self.ctx.key_buf, &self.ctx.id, key);
@@ -227,11 +269,19 @@ impl Storage<'_, '_> {
     }
 
     /// Writes `key` with options.
-    pub fn put_with(&mut self, key: &[u8], value: &[u8], options: WriteOptions) -> Result<(), StorageError> {
+    pub fn put_with(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        options: WriteOptions,
+    ) -> Result<(), StorageError> {
         self.check_key(key)?;
         let max = self.ctx.limits.value_bytes_max;
         if value.len() > max {
-            return Err(StorageError::ValueTooLarge { bytes: value.len(), max });
+            return Err(StorageError::ValueTooLarge {
+                bytes: value.len(),
+                max,
+            });
         }
         let old = self.stored_len(key)?;
         let new = (key.len() + value.len()) as u64;
@@ -265,7 +315,9 @@ impl Storage<'_, '_> {
 
     /// Deletes `key` with options; returns whether it existed.
     pub fn delete_with(&mut self, key: &[u8], options: WriteOptions) -> Result<bool, StorageError> {
-        let Some(old) = self.stored_len(key)? else { return Ok(false) };
+        let Some(old) = self.stored_len(key)? else {
+            return Ok(false);
+        };
         self.resize(Some(old), 0)?;
         let owner = self.owner();
         keys::data_key(&mut self.ctx.key_buf, &self.ctx.id, key);
@@ -284,8 +336,11 @@ impl Storage<'_, '_> {
     }
 
     /// Lists entries in key order (see [`ListOptions`]).
-    pub fn list(&mut self, options: &ListOptions<'_>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
-        let limit = options.limit.unwrap_or(LIST_ENTRIES_MAX).min(LIST_ENTRIES_MAX);
+    pub fn list(&mut self, options: &ListOptions<'_>) -> Result<Vec<Entry>, StorageError> {
+        let limit = options
+            .limit
+            .unwrap_or(LIST_ENTRIES_MAX)
+            .min(LIST_ENTRIES_MAX);
         let mut entries = Vec::new();
         if limit == 0 {
             return Ok(entries);
@@ -293,10 +348,12 @@ impl Storage<'_, '_> {
         let (lo, hi) = self.list_bounds(options);
         let range = (as_ref_bound(&lo), as_ref_bound(&hi));
         let owner = self.owner();
-        self.ctx.store.scan(&owner, range, options.reverse, |key, value| {
-            entries.push((key[keys::DATA_PREFIX_BYTES..].to_vec(), value.to_vec()));
-            entries.len() < limit
-        })?;
+        self.ctx
+            .store
+            .scan(&owner, range, options.reverse, |key, value| {
+                entries.push((key[keys::DATA_PREFIX_BYTES..].to_vec(), value.to_vec()));
+                entries.len() < limit
+            })?;
         Ok(entries)
     }
 
@@ -340,10 +397,15 @@ impl Storage<'_, '_> {
         keys::data_prefix(&mut lo, &self.ctx.id);
         let hi = keys::data_end(&self.ctx.id);
         let mut doomed = Vec::new();
-        self.ctx.store.scan(&owner, (Bound::Included(&lo[..]), Bound::Excluded(&hi[..])), false, |key, _| {
-            doomed.push(key.to_vec());
-            true
-        })?;
+        self.ctx.store.scan(
+            &owner,
+            (Bound::Included(&lo[..]), Bound::Excluded(&hi[..])),
+            false,
+            |key, _| {
+                doomed.push(key.to_vec());
+                true
+            },
+        )?;
         let mut seq = None;
         for key in &doomed {
             seq = Some(self.ctx.store.delete(&owner, key));
@@ -384,7 +446,11 @@ impl Storage<'_, '_> {
     /// replacing any earlier one.
     pub fn set_alarm(&mut self, at_ms: u64) -> Result<(), StorageError> {
         let previous = read_alarm(self.ctx.store, &self.ctx.id)?;
-        let record = AlarmRecord { at_ms, retries: 0, class: self.ctx.class_name.to_string() };
+        let record = AlarmRecord {
+            at_ms,
+            retries: 0,
+            class: self.ctx.class_name.to_string(),
+        };
         let seq = write_alarm(self.ctx.store, &self.ctx.id, previous.as_ref(), &record);
         self.note_write(seq, WriteOptions::default());
         self.ctx.alarm_set = Some(at_ms);
@@ -490,7 +556,8 @@ pub(crate) fn persist_size(ctx: &mut super::Context<'_>) {
     let seq = if bytes == 0 {
         ctx.store.delete(&ctx.id.0, &key)
     } else {
-        ctx.store.put(&ctx.id.0, &key, &encode_record(&SizeRecord { bytes }))
+        ctx.store
+            .put(&ctx.id.0, &key, &encode_record(&SizeRecord { bytes }))
     };
     // The size record rides with the writes that changed it; it holds the
     // gate no longer than they do.

@@ -52,12 +52,14 @@ impl Shard {
         let partitions: Vec<u32> = self.store.owned_partitions().collect();
         for partition in partitions {
             let range = (Bound::Included(&from[..]), Bound::Excluded(&to[..]));
-            let scanned = self.store.scan_partition(partition, range, false, |key, _| {
-                if let Some(entry) = keys::parse_alarm_index_key(key) {
-                    due.push(entry);
-                }
-                due.len() < ALARM_SCAN_ENTRIES_MAX
-            });
+            let scanned = self
+                .store
+                .scan_partition(partition, range, false, |key, _| {
+                    if let Some(entry) = keys::parse_alarm_index_key(key) {
+                        due.push(entry);
+                    }
+                    due.len() < ALARM_SCAN_ENTRIES_MAX
+                });
             if let Err(e) = scanned {
                 log::error!("shard {}: scanning the alarm index: {e}", self.index);
                 return;
@@ -97,14 +99,26 @@ impl Shard {
             }
         };
         let Some((class, entry)) = self.registry.find(&record.class) else {
-            log::warn!("shard {}: alarm of {id} belongs to class `{}`, which is not registered", self.index, record.class);
+            log::warn!(
+                "shard {}: alarm of {id} belongs to class `{}`, which is not registered",
+                self.index,
+                record.class
+            );
             return;
         };
-        let (retry, backoff_first_ms) = (entry.common.alarm_retry, entry.common.alarm_retry_backoff_ms);
+        let (retry, backoff_first_ms) = (
+            entry.common.alarm_retry,
+            entry.common.alarm_retry_backoff_ms,
+        );
         metrics::add(&self.metrics.alarms_fired_total, 1);
-        let outcome = self.objects.run(&self.registry, class, id, &mut self.store, self.wall_ms, |object, ctx| {
-            object.alarm(ctx)
-        });
+        let outcome = self.objects.run(
+            &self.registry,
+            class,
+            id,
+            &mut self.store,
+            self.wall_ms,
+            |object, ctx| object.alarm(ctx),
+        );
         if outcome.created {
             metrics::add(&self.metrics.objects_created_total, 1);
         }
@@ -128,13 +142,21 @@ impl Shard {
         if !succeeded && retry && current.retries < ALARM_RETRIES_MAX {
             metrics::add(&self.metrics.alarms_retried_total, 1);
             let backoff = backoff_first_ms.saturating_mul(1 << current.retries);
-            let next = AlarmRecord { at_ms: self.wall_ms + backoff, retries: current.retries + 1, class: record.class };
+            let next = AlarmRecord {
+                at_ms: self.wall_ms + backoff,
+                retries: current.retries + 1,
+                class: record.class,
+            };
             write_alarm(&mut self.store, &id, Some(&current), &next);
             self.schedule_alarm(class, id, next.at_ms);
         } else {
             if !succeeded {
                 metrics::add(&self.metrics.alarms_abandoned_total, 1);
-                log::warn!("shard {}: alarm of {id} failed {} times; giving up", self.index, current.retries + 1);
+                log::warn!(
+                    "shard {}: alarm of {id} failed {} times; giving up",
+                    self.index,
+                    current.retries + 1
+                );
             }
             clear_alarm(&mut self.store, &id, &current);
         }

@@ -219,9 +219,14 @@ impl Shard {
     fn run_object(&mut self, class: u16, id: ObjectId, req: &object::Request<'_>) -> Option<u64> {
         self.res.reset();
         let res = &mut self.res;
-        let outcome = self.objects.run(&self.registry, class, id, &mut self.store, self.wall_ms, |object, ctx| {
-            object.fetch(req, res, ctx)
-        });
+        let outcome = self.objects.run(
+            &self.registry,
+            class,
+            id,
+            &mut self.store,
+            self.wall_ms,
+            |object, ctx| object.fetch(req, res, ctx),
+        );
         if outcome.result.is_none() {
             self.res.reset();
             self.res.text(500, "Internal Server Error");

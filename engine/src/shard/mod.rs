@@ -32,8 +32,8 @@
 mod alarms;
 mod conns;
 mod http;
-mod rpc;
 pub mod objects;
+mod rpc;
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -274,7 +274,8 @@ impl Shard {
         self.arm_wake()?;
         self.timers.insert(SWEEP_INTERVAL_MS, Timer::Sweep);
         self.scan_alarms();
-        self.timers.insert(alarms::ALARM_SCAN_INTERVAL_MS, Timer::AlarmScan);
+        self.timers
+            .insert(alarms::ALARM_SCAN_INTERVAL_MS, Timer::AlarmScan);
         self.ring.submit()?;
         Ok(())
     }
@@ -282,10 +283,11 @@ impl Shard {
     /// Arms a multishot accept on listener `listener` (0: HTTP, 1: the
     /// shared RPC port, 2: this shard's RPC port).
     fn arm_accept(&mut self, listener: u32) -> std::io::Result<()> {
-        let entry = opcode::AcceptMulti::new(types::Fd(self.listeners[listener as usize].as_raw_fd()))
-            .flags(libc::SOCK_CLOEXEC)
-            .build()
-            .user_data(durin_net::Token::new(kind::ACCEPT, 0, listener).0);
+        let entry =
+            opcode::AcceptMulti::new(types::Fd(self.listeners[listener as usize].as_raw_fd()))
+                .flags(libc::SOCK_CLOEXEC)
+                .build()
+                .user_data(durin_net::Token::new(kind::ACCEPT, 0, listener).0);
         self.accept_armed[listener as usize] = true;
         self.ring.push(entry)
     }
@@ -398,7 +400,9 @@ impl Shard {
                     self.serve_forwarded(from, token, bytes)
                 }
                 MeshMsg::HttpReply { token, bytes } => self.on_reply(token, bytes),
-                MeshMsg::RpcRequest { from, token, bytes } => self.serve_forwarded_rpc(from, token, bytes),
+                MeshMsg::RpcRequest { from, token, bytes } => {
+                    self.serve_forwarded_rpc(from, token, bytes)
+                }
                 MeshMsg::RpcReply { token, bytes } => self.on_rpc_reply(token, bytes),
             }
         }
@@ -428,7 +432,11 @@ impl Shard {
         while self.held_replies.front().is_some_and(|h| h.seq <= durable) {
             let held = self.held_replies.pop_front().expect("checked above");
             let (token, bytes) = (held.token, held.bytes);
-            let msg = if held.rpc { MeshMsg::RpcReply { token, bytes } } else { MeshMsg::HttpReply { token, bytes } };
+            let msg = if held.rpc {
+                MeshMsg::RpcReply { token, bytes }
+            } else {
+                MeshMsg::HttpReply { token, bytes }
+            };
             self.mesh.send(held.to, msg);
         }
         self.dirty.extend_from_slice(&self.gated);
@@ -450,7 +458,10 @@ impl Shard {
                 Timer::Conn { index, generation } => self.on_conn_timer(index, generation),
                 Timer::AlarmScan => {
                     self.scan_alarms();
-                    self.timers.insert(self.mono_ms + alarms::ALARM_SCAN_INTERVAL_MS, Timer::AlarmScan);
+                    self.timers.insert(
+                        self.mono_ms + alarms::ALARM_SCAN_INTERVAL_MS,
+                        Timer::AlarmScan,
+                    );
                 }
                 Timer::Alarm { id, at_ms } => self.fire_alarm(id, at_ms),
             }

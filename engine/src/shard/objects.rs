@@ -80,13 +80,19 @@ impl Objects {
         let (index, created) = match self.index.get(&id) {
             Some(&i) => (i, false),
             None => {
-                let mut ctx = Context::new(id, &entry.name, now_ms, store, &entry.common.limits, None);
+                let mut ctx =
+                    Context::new(id, &entry.name, now_ms, store, &entry.common.limits, None);
                 let built = catch_unwind(AssertUnwindSafe(|| entry.class.create(&id, &mut ctx)));
                 let stored_bytes = ctx.stored_bytes;
                 let Ok(object) = built else {
                     store.rollback_to(savepoint);
                     store.release();
-                    return Outcome { result: None, gate: None, created: false, alarm_set: None };
+                    return Outcome {
+                        result: None,
+                        gate: None,
+                        created: false,
+                        alarm_set: None,
+                    };
                 };
                 let slot = Slot {
                     id,
@@ -100,10 +106,19 @@ impl Objects {
                 (self.insert(slot), true)
             }
         };
-        let slot = self.slots[index as usize].as_mut().expect("indexed slots are occupied");
+        let slot = self.slots[index as usize]
+            .as_mut()
+            .expect("indexed slots are occupied");
         debug_assert_eq!(slot.class, class, "an ID belongs to one class");
         slot.last_used_ms = now_ms;
-        let mut ctx = Context::new(id, &entry.name, now_ms, store, &entry.common.limits, slot.stored_bytes);
+        let mut ctx = Context::new(
+            id,
+            &entry.name,
+            now_ms,
+            store,
+            &entry.common.limits,
+            slot.stored_bytes,
+        );
         let result = catch_unwind(AssertUnwindSafe(|| f(&mut *slot.object, &mut ctx)));
         let Ok(result) = result else {
             drop(ctx);
@@ -111,10 +126,16 @@ impl Objects {
             store.release();
             let gate = gate_for(slot.last_write_seq, store);
             self.remove(index);
-            return Outcome { result: None, gate, created, alarm_set: None };
+            return Outcome {
+                result: None,
+                gate,
+                created,
+                alarm_set: None,
+            };
         };
         persist_size(&mut ctx);
-        let (wrote, unconfirmed, synced, alarm_set) = (ctx.wrote, ctx.wrote_unconfirmed, ctx.synced, ctx.alarm_set);
+        let (wrote, unconfirmed, synced, alarm_set) =
+            (ctx.wrote, ctx.wrote_unconfirmed, ctx.synced, ctx.alarm_set);
         slot.stored_bytes = ctx.stored_bytes;
         drop(ctx);
         store.release();
@@ -124,11 +145,20 @@ impl Objects {
         if let Some(seq) = unconfirmed {
             slot.last_unconfirmed_seq = seq;
         }
-        let waits_for = if synced { slot.last_write_seq.max(slot.last_unconfirmed_seq) } else { slot.last_write_seq };
+        let waits_for = if synced {
+            slot.last_write_seq.max(slot.last_unconfirmed_seq)
+        } else {
+            slot.last_write_seq
+        };
         if synced {
             slot.last_write_seq = waits_for;
         }
-        Outcome { result: Some(result), gate: gate_for(waits_for, store), created, alarm_set }
+        Outcome {
+            result: Some(result),
+            gate: gate_for(waits_for, store),
+            created,
+            alarm_set,
+        }
     }
 
     fn insert(&mut self, slot: Slot) -> u32 {

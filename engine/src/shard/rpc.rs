@@ -11,8 +11,8 @@
 
 use durin_net::{Conn, ConnKind, Token};
 use durin_proto::rpc::{
-    self, decode_client_hello, decode_request, encode_response, encode_server_hello, status, Decoded, ObjectRef,
-    ProtoError, RequestHeader, ResponseHeader, ServerHello,
+    self, decode_client_hello, decode_request, encode_response, encode_server_hello, status,
+    Decoded, ObjectRef, ProtoError, RequestHeader, ResponseHeader, ServerHello,
 };
 
 use super::conns::arm_deadline;
@@ -59,7 +59,11 @@ impl Shard {
             }
             match decode_request(&input[consumed..], self.rpc.frame_bytes_max) {
                 Ok(Decoded::Incomplete) => break,
-                Ok(Decoded::Frame { header, payload, len }) => {
+                Ok(Decoded::Frame {
+                    header,
+                    payload,
+                    len,
+                }) => {
                     let frame = &input[consumed..consumed + len];
                     self.serve_rpc_frame(index, conn, &header, &frame[payload], frame);
                     consumed += len;
@@ -100,7 +104,10 @@ impl Shard {
             reason: if accepted {
                 String::new()
             } else {
-                format!("protocol version {version} is not supported; this server speaks {}", rpc::PROTOCOL_VERSION)
+                format!(
+                    "protocol version {version} is not supported; this server speaks {}",
+                    rpc::PROTOCOL_VERSION
+                )
             },
         };
         encode_server_hello(&hello, conn.output());
@@ -130,7 +137,10 @@ impl Shard {
 
     fn route_rpc(&self, header: &RequestHeader) -> Route {
         let Some((class, _)) = self.registry.find(&header.class) else {
-            return Route::Error { status: status::UNKNOWN_CLASS, message: format!("no class `{}`", header.class) };
+            return Route::Error {
+                status: status::UNKNOWN_CLASS,
+                message: format!("no class `{}`", header.class),
+            };
         };
         let id = match &header.object {
             ObjectRef::Name(name) if name.len() > OBJECT_NAME_BYTES_MAX => {
@@ -150,7 +160,14 @@ impl Shard {
         }
     }
 
-    fn serve_rpc_frame(&mut self, index: u32, conn: &mut Conn, header: &RequestHeader, payload: &[u8], frame: &[u8]) {
+    fn serve_rpc_frame(
+        &mut self,
+        index: u32,
+        conn: &mut Conn,
+        header: &RequestHeader,
+        payload: &[u8],
+        frame: &[u8],
+    ) {
         metrics::add(&self.metrics.rpc_requests_total, 1);
         match self.route_rpc(header) {
             Route::Local { class, id } => {
@@ -164,12 +181,23 @@ impl Shard {
                 let mut bytes = self.mesh.buffer();
                 bytes.extend_from_slice(frame);
                 let token = Token::new(0, conn.generation, index).0;
-                self.mesh.send(owner, MeshMsg::RpcRequest { from: self.index, token, bytes });
+                self.mesh.send(
+                    owner,
+                    MeshMsg::RpcRequest {
+                        from: self.index,
+                        token,
+                        bytes,
+                    },
+                );
                 metrics::add(&self.metrics.requests_forwarded_total, 1);
                 conn.rpc_in_flight += 1;
             }
             Route::Error { status, message } => {
-                let response = ResponseHeader { request_id: header.request_id, status, message };
+                let response = ResponseHeader {
+                    request_id: header.request_id,
+                    status,
+                    message,
+                };
                 encode_response(conn.output(), &response, b"");
             }
         }
@@ -177,13 +205,24 @@ impl Shard {
 
     /// Runs the object's RPC handler; its whole response frame is left in
     /// `self.rpc_reply`. Returns the sequence number it must wait for.
-    fn run_rpc(&mut self, class: u16, id: ObjectId, header: &RequestHeader, payload: &[u8]) -> Option<u64> {
+    fn run_rpc(
+        &mut self,
+        class: u16,
+        id: ObjectId,
+        header: &RequestHeader,
+        payload: &[u8],
+    ) -> Option<u64> {
         let mut out = std::mem::take(&mut self.rpc_out);
         out.clear();
         let method = header.method.as_str();
-        let outcome = self.objects.run(&self.registry, class, id, &mut self.store, self.wall_ms, |object, ctx| {
-            object.rpc(method, payload, &mut out, ctx)
-        });
+        let outcome = self.objects.run(
+            &self.registry,
+            class,
+            id,
+            &mut self.store,
+            self.wall_ms,
+            |object, ctx| object.rpc(method, payload, &mut out, ctx),
+        );
         if outcome.created {
             metrics::add(&self.metrics.objects_created_total, 1);
         }
@@ -192,9 +231,10 @@ impl Shard {
         }
         let (status, message) = match outcome.result {
             Some(Ok(())) => (status::OK, String::new()),
-            Some(Err(RpcError::UnknownMethod)) => {
-                (status::UNKNOWN_METHOD, format!("class `{}` has no method `{method}`", header.class))
-            }
+            Some(Err(RpcError::UnknownMethod)) => (
+                status::UNKNOWN_METHOD,
+                format!("class `{}` has no method `{method}`", header.class),
+            ),
             Some(Err(RpcError::BadArgument(why))) => (status::BAD_ARGUMENT, why),
             Some(Err(RpcError::Storage(e))) => (status::STORAGE_LIMIT, e.to_string()),
             None => {
@@ -206,7 +246,11 @@ impl Shard {
             out.clear();
         }
         self.rpc_reply.clear();
-        let response = ResponseHeader { request_id: header.request_id, status, message };
+        let response = ResponseHeader {
+            request_id: header.request_id,
+            status,
+            message,
+        };
         encode_response(&mut self.rpc_reply, &response, &out);
         self.rpc_out = out;
         if outcome.gate.is_some() {
@@ -218,7 +262,10 @@ impl Shard {
     /// Serves an RPC frame another shard forwarded: this shard owns its object.
     pub(super) fn serve_forwarded_rpc(&mut self, from: u32, token: u64, bytes: Vec<u8>) {
         metrics::add(&self.metrics.requests_received_from_peers_total, 1);
-        let Ok(Decoded::Frame { header, payload, .. }) = decode_request(&bytes, usize::MAX) else {
+        let Ok(Decoded::Frame {
+            header, payload, ..
+        }) = decode_request(&bytes, usize::MAX)
+        else {
             unreachable!("a forwarded frame was decoded whole by its origin")
         };
         let mut reply = self.mesh.buffer();
@@ -234,8 +281,20 @@ impl Shard {
         };
         self.mesh.recycle(bytes);
         match gate {
-            Some(seq) => self.held_replies.push_back(HeldReply { seq, to: from, token, bytes: reply, rpc: true }),
-            None => self.mesh.send(from, MeshMsg::RpcReply { token, bytes: reply }),
+            Some(seq) => self.held_replies.push_back(HeldReply {
+                seq,
+                to: from,
+                token,
+                bytes: reply,
+                rpc: true,
+            }),
+            None => self.mesh.send(
+                from,
+                MeshMsg::RpcReply {
+                    token,
+                    bytes: reply,
+                },
+            ),
         }
     }
 

@@ -57,7 +57,12 @@ impl RateLimitDecision {
     /// reset_after_ms | retry_after_ms.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.push(u8::from(self.allowed));
-        for field in [self.limit, self.remaining, self.reset_after_ms, self.retry_after_ms] {
+        for field in [
+            self.limit,
+            self.remaining,
+            self.reset_after_ms,
+            self.retry_after_ms,
+        ] {
             out.extend_from_slice(&field.to_le_bytes());
         }
     }

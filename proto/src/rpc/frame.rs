@@ -75,7 +75,11 @@ pub enum Decoded<T> {
     Incomplete,
     /// A whole frame: its header, where its payload lies in the buffer, and
     /// its total length including the `frame_len` field.
-    Frame { header: T, payload: Range<usize>, len: usize },
+    Frame {
+        header: T,
+        payload: Range<usize>,
+        len: usize,
+    },
 }
 
 /// Appends one request frame to `out`.
@@ -137,7 +141,10 @@ where
     let start = out.len();
     out.extend_from_slice(&[0u8; PREFIX_BYTES]);
     let header_start = out.len();
-    let writer = HeaderWriter { out, start: header_start };
+    let writer = HeaderWriter {
+        out,
+        start: header_start,
+    };
     // The writer cannot fail and the headers hold nothing rkyv could refuse.
     let out = rkyv::api::high::to_bytes_in::<_, Failure>(header, writer)
         .expect("serializing a header into memory cannot fail")
@@ -161,10 +168,15 @@ where
         return Ok(Decoded::Incomplete);
     };
     if frame_len > frame_bytes_max {
-        return Err(ProtoError::FrameTooLarge { len: frame_len, max: frame_bytes_max });
+        return Err(ProtoError::FrameTooLarge {
+            len: frame_len,
+            max: frame_bytes_max,
+        });
     }
     if frame_len < PREFIX_BYTES - FRAME_LEN_BYTES {
-        return Err(ProtoError::Malformed("frame_len is shorter than the header_len field"));
+        return Err(ProtoError::Malformed(
+            "frame_len is shorter than the header_len field",
+        ));
     }
     let Some(header_len) = read_u32(buf, FRAME_LEN_BYTES) else {
         return Ok(Decoded::Incomplete);
@@ -174,13 +186,20 @@ where
     }
     let len = FRAME_LEN_BYTES
         .checked_add(frame_len)
-        .ok_or(ProtoError::FrameTooLarge { len: frame_len, max: frame_bytes_max })?;
+        .ok_or(ProtoError::FrameTooLarge {
+            len: frame_len,
+            max: frame_bytes_max,
+        })?;
     if buf.len() < len {
         return Ok(Decoded::Incomplete);
     }
     let header_end = PREFIX_BYTES + header_len;
     let header = decode_header::<T>(&buf[PREFIX_BYTES..header_end])?;
-    Ok(Decoded::Frame { header, payload: header_end..len, len })
+    Ok(Decoded::Frame {
+        header,
+        payload: header_end..len,
+        len,
+    })
 }
 
 /// The little-endian u32 at `at`, widened; `None` if `buf` is too short.

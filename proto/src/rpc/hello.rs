@@ -78,7 +78,11 @@ pub fn decode_server_hello(buf: &[u8]) -> Result<Option<(ServerHello, usize)>, P
     let accepted = match buf[8] {
         0 => true,
         1 => false,
-        _ => return Err(ProtoError::Malformed("server hello status is neither 0 nor 1")),
+        _ => {
+            return Err(ProtoError::Malformed(
+                "server hello status is neither 0 nor 1",
+            ))
+        }
     };
     let reason_len = usize::from(u16_at(25));
     let len = SERVER_HELLO_FIXED_BYTES + reason_len;
@@ -152,16 +156,28 @@ mod tests {
 
     #[test]
     fn bad_magic_is_refused_early() {
-        assert_eq!(decode_client_hello(b"GET / HTTP/1.1\r\n"), Err(ProtoError::BadMagic));
+        assert_eq!(
+            decode_client_hello(b"GET / HTTP/1.1\r\n"),
+            Err(ProtoError::BadMagic)
+        );
         assert_eq!(decode_client_hello(b"GE"), Err(ProtoError::BadMagic));
-        assert_eq!(decode_server_hello(b"HTTP/1.1 400"), Err(ProtoError::BadMagic));
+        assert_eq!(
+            decode_server_hello(b"HTTP/1.1 400"),
+            Err(ProtoError::BadMagic)
+        );
     }
 
     #[test]
     fn server_hello_round_trips_at_every_cut() {
         for hello in [
             sample(),
-            ServerHello { accepted: true, shard_index: None, shard_base_port: None, reason: String::new(), ..sample() },
+            ServerHello {
+                accepted: true,
+                shard_index: None,
+                shard_base_port: None,
+                reason: String::new(),
+                ..sample()
+            },
         ] {
             let mut wire = Vec::new();
             encode_server_hello(&hello, &mut wire);
@@ -176,7 +192,10 @@ mod tests {
 
     #[test]
     fn long_reasons_are_cut_on_a_character_boundary() {
-        let hello = ServerHello { reason: "é".repeat(40_000), ..sample() };
+        let hello = ServerHello {
+            reason: "é".repeat(40_000),
+            ..sample()
+        };
         let mut wire = Vec::new();
         encode_server_hello(&hello, &mut wire);
         let (decoded, used) = decode_server_hello(&wire).unwrap().unwrap();
@@ -190,9 +209,15 @@ mod tests {
         encode_server_hello(&sample(), &mut wire);
         let mut bad_status = wire.clone();
         bad_status[8] = 2;
-        assert!(matches!(decode_server_hello(&bad_status), Err(ProtoError::Malformed(_))));
+        assert!(matches!(
+            decode_server_hello(&bad_status),
+            Err(ProtoError::Malformed(_))
+        ));
         let mut bad_text = wire.clone();
         bad_text[SERVER_HELLO_FIXED_BYTES] = 0xff;
-        assert!(matches!(decode_server_hello(&bad_text), Err(ProtoError::Malformed(_))));
+        assert!(matches!(
+            decode_server_hello(&bad_text),
+            Err(ProtoError::Malformed(_))
+        ));
     }
 }
