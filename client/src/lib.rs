@@ -222,6 +222,16 @@ impl Client {
     }
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("server", &self.hello)
+            .field("shard_aware", &self.is_shard_aware())
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The endpoints of shard ports `base_port..base_port + shards`.
 fn shard_endpoints(
     addr: SocketAddr,

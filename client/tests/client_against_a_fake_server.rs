@@ -195,6 +195,40 @@ fn a_response_to_no_request_in_flight_is_a_protocol_error() {
 }
 
 #[test]
+fn a_connection_error_from_the_server_is_passed_on() {
+    let (listener, addr) = listener();
+    let accepted = serve_connections(listener, |_, stream| {
+        let mut requests = Requests::new(stream);
+        handshake(&mut requests.stream, &accepting(1, 1));
+        if requests.next().is_some() {
+            // As the real server does for a frame over its limit: ID 0,
+            // then close.
+            requests.respond(
+                0,
+                status::FRAME_TOO_LARGE,
+                "a frame of 9 bytes exceeds 8",
+                b"",
+            );
+        }
+    });
+    let client = Client::connect(addr, ClientOptions::default()).unwrap();
+    let error = client.call("c", &name("o"), "m", b"").unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ClientError::Server {
+                status: status::FRAME_TOO_LARGE,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    // The connection was dropped: the next call opens a new one.
+    let _ = client.call("c", &name("o"), "m", b"");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[test]
 fn a_server_closing_mid_frame_is_an_error() {
     let (listener, addr) = listener();
     serve_connections(listener, |_, stream| {

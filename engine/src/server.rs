@@ -177,7 +177,12 @@ impl ServerBuilder {
         let partitions = options.partitions.unwrap_or(shards as u32);
         let layout =
             Layout::open_or_create(&options.data_dir, partitions).map_err(ServerError::Storage)?;
-        let replayed = durin_storage::wal::recover(&layout).map_err(ServerError::Storage)?;
+        let store_options = StoreOptions::default();
+        let partitions = durin_storage::OpenPartitions::open_all(&layout, &store_options)
+            .map_err(ServerError::Storage)?;
+        let replayed =
+            durin_storage::wal::recover_into(&layout, &partitions).map_err(ServerError::Storage)?;
+        let partitions = Arc::new(partitions);
         if replayed > 0 {
             log::info!("replayed {replayed} groups from the write-ahead log");
         }
@@ -220,7 +225,8 @@ impl ServerBuilder {
                 listeners: listener,
                 rpc_shard_base_port: rpc_addrs.map(|(_, base)| base),
                 layout: layout.clone(),
-                store_options: StoreOptions::default(),
+                store_options: store_options.clone(),
+                partitions: Arc::clone(&partitions),
                 registry: Arc::clone(&registry),
                 metrics: Arc::clone(&all_metrics[index]),
                 all_metrics: Arc::clone(&all_metrics),

@@ -36,5 +36,6 @@ pub mod wal;
 pub use error::Error;
 pub use layout::Layout;
 pub use store::{
-    OwnerId, Seq, ShardStore, StoreOptions, StoreStats, Value, Waker, WalProgress, WalWrite,
+    OpenPartitions, OwnerId, Seq, ShardStore, StoreOptions, StoreStats, Value, Waker, WalProgress,
+    WalWrite,
 };

@@ -40,6 +40,47 @@ pub(crate) fn open_partition(
         .open()?)
 }
 
+/// Open partition databases, by number.
+pub struct OpenPartitions {
+    slots: Vec<Option<(fjall::Database, fjall::Keyspace)>>,
+}
+
+impl OpenPartitions {
+    /// Opens the partitions for which `wanted` says yes.
+    pub fn open(
+        layout: &Layout,
+        options: &StoreOptions,
+        wanted: impl Fn(u32) -> bool,
+    ) -> Result<Self, Error> {
+        let mut slots = Vec::with_capacity(layout.partitions() as usize);
+        for partition in 0..layout.partitions() {
+            if !wanted(partition) {
+                slots.push(None);
+                continue;
+            }
+            let db = open_partition(
+                layout,
+                partition,
+                options.worker_threads_per_partition,
+                options.cache_bytes_per_partition,
+            )?;
+            let keyspace = open_keyspace(&db)?;
+            slots.push(Some((db, keyspace)));
+        }
+        Ok(OpenPartitions { slots })
+    }
+
+    /// Opens every partition.
+    pub fn open_all(layout: &Layout, options: &StoreOptions) -> Result<Self, Error> {
+        Self::open(layout, options, |_| true)
+    }
+
+    /// Partition `partition`'s database and keyspace, if open.
+    pub fn get(&self, partition: u32) -> Option<&(fjall::Database, fjall::Keyspace)> {
+        self.slots.get(partition as usize)?.as_ref()
+    }
+}
+
 /// fjall's journals per partition (its minimum).
 const JOURNAL_BYTES_MAX: u64 = 64 << 20;
 /// Memtable size per partition: small enough that several fit in the
@@ -200,6 +241,24 @@ impl ShardStore {
         options: StoreOptions,
         waker: Waker,
     ) -> Result<ShardStore, Error> {
+        let partitions = OpenPartitions::open(layout, &options, |p| {
+            Layout::shard_of_partition(p, shards) == shard
+        })?;
+        Self::open_with(layout, shard, shards, options, waker, &partitions)
+    }
+
+    /// [`open`](Self::open), with partitions that are already open (the
+    /// server opens every partition once, for recovery and then the
+    /// shards: opening a database replays fjall's own journals, which is
+    /// the slow part of a start).
+    pub fn open_with(
+        layout: &Layout,
+        shard: u32,
+        shards: u32,
+        options: StoreOptions,
+        waker: Waker,
+        partitions: &OpenPartitions,
+    ) -> Result<ShardStore, Error> {
         assert!(shard < shards, "shard index must be below the shard count");
         let count = layout.partitions() as usize;
         let mut databases = vec![None; count];
@@ -208,15 +267,12 @@ impl ShardStore {
             if Layout::shard_of_partition(partition, shards) != shard {
                 continue;
             }
-            let db = open_partition(
-                layout,
-                partition,
-                options.worker_threads_per_partition,
-                options.cache_bytes_per_partition,
-            )?;
-            let keyspace = open_keyspace(&db)?;
-            databases[partition as usize] = Some(db);
-            keyspaces[partition as usize] = Some(keyspace);
+            let (db, keyspace) = partitions.get(partition).ok_or_else(|| Error::Layout {
+                path: layout.root().to_path_buf(),
+                reason: format!("partition {partition} was not opened"),
+            })?;
+            databases[partition as usize] = Some(db.clone());
+            keyspaces[partition as usize] = Some(keyspace.clone());
         }
         let wal_path = wal::segment_path(layout.root(), shard, 0);
         let wal_file = wal::create_segment(&wal_path, options.wal_segment_bytes)?;

@@ -175,6 +175,14 @@ fn decode_body(body: &[u8], apply: &mut impl FnMut(Replayed<'_>)) -> bool {
 /// syncs them, and deletes the segments. Runs before any shard starts.
 /// Returns the number of records replayed.
 pub fn recover(layout: &Layout) -> Result<u64, Error> {
+    let partitions =
+        crate::OpenPartitions::open(layout, &crate::StoreOptions::default(), |_| false)?;
+    recover_into(layout, &partitions)
+}
+
+/// [`recover`], into partitions the caller has open (those not open are
+/// opened for the replay and closed after).
+pub fn recover_into(layout: &Layout, open: &crate::OpenPartitions) -> Result<u64, Error> {
     let dir = layout.root().join(WAL_DIR);
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     let mut segments: Vec<PathBuf> = fs::read_dir(&dir)
@@ -188,8 +196,9 @@ pub fn recover(layout: &Layout) -> Result<u64, Error> {
     if segments.is_empty() {
         return Ok(0);
     }
-    let mut partitions: Vec<Option<(fjall::Database, fjall::Keyspace)>> =
-        (0..layout.partitions()).map(|_| None).collect();
+    let mut partitions: Vec<Option<(fjall::Database, fjall::Keyspace)>> = (0..layout.partitions())
+        .map(|p| open.get(p).cloned())
+        .collect();
     let mut records = 0;
     let mut batch: Vec<ReplayedWrite> = Vec::new();
     for path in &segments {

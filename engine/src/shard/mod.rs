@@ -87,6 +87,8 @@ pub struct ShardSetup {
     pub rpc_shard_base_port: Option<u16>,
     pub layout: Layout,
     pub store_options: StoreOptions,
+    /// Every partition, opened once by the server.
+    pub partitions: Arc<durin_storage::OpenPartitions>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<ShardMetrics>,
     pub all_metrics: Arc<Vec<Arc<ShardMetrics>>>,
@@ -215,12 +217,13 @@ impl Shard {
         let ring =
             Ring::new(RING_ENTRIES).map_err(|e| format!("shard {index}: io_uring setup: {e}"))?;
         let committer_waker = Arc::clone(&setup.waker);
-        let store = ShardStore::open(
+        let store = ShardStore::open_with(
             &setup.layout,
             index,
             setup.shards,
             setup.store_options.clone(),
             Box::new(move || committer_waker.wake()),
+            &setup.partitions,
         )
         .map_err(|e| format!("shard {index}: opening storage: {e}"))?;
         let limits = Limits {

@@ -75,6 +75,11 @@
 //! it is read. A response's `status` is one of [`status`]; its `message`
 //! says why a request failed and is empty on success. The payload formats
 //! of the built-in classes are in [`builtin`].
+//!
+//! Request ID 0 is reserved: clients number their requests from 1, and a
+//! response with ID 0 reports an error of the connection rather than of a
+//! request (the server sends one with [`status::FRAME_TOO_LARGE`] before
+//! closing a connection whose frame it refused).
 
 pub mod builtin;
 mod error;
