@@ -30,11 +30,11 @@ start() { # kind cores -> sets PORT PID
   if [[ $kind == ceiling ]]; then
     "$D"/ceiling --listen 127.0.0.1:0 --cores "$n" --cpus "$cpus" > /tmp/srv.out 2>>"$OUT/server.err" &
   else
-    "$D"/durin serve --listen 127.0.0.1:0 --data-dir /tmp/dd --cores "$n" --cpus "$cpus" --config "$CONFIG" > /tmp/srv.out 2>>"$OUT/server.err" &
+    "$D"/durin serve --listen 127.0.0.1:0 --rpc-listen 127.0.0.1:0 --data-dir /tmp/dd --cores "$n" --cpus "$cpus" --config "$CONFIG" > /tmp/srv.out 2>>"$OUT/server.err" &
   fi
   PID=$!
-  for _ in $(seq 100); do grep -q listening /tmp/srv.out && break; sleep 0.1; done
-  PORT=$(grep -o '[0-9]*$' /tmp/srv.out)
+  for _ in $(seq 100); do grep -q 'listening on http' /tmp/srv.out && break; sleep 0.1; done
+  PORT=$(grep 'listening on http' /tmp/srv.out | grep -o '[0-9]*$')
 }
 one() { # workload cores rep
   local w=$1 n=$2 rep=$3 url script=()

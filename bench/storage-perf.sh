@@ -32,7 +32,7 @@ trap cleanup EXIT
 start_durin() { # data-dir -> PID, URL
   "$BIN/durin" serve --listen 127.0.0.1:0 --data-dir "$1" --cores "$CORES" >"$WORK/out" 2>>"$WORK/err" &
   PID=$!
-  for _ in $(seq 2000); do grep -q listening "$WORK/out" 2>/dev/null && break; sleep 0.005; done
+  for _ in $(seq 2000); do grep -q 'listening on http' "$WORK/out" 2>/dev/null && break; sleep 0.005; done
   URL=$(grep -o 'http://[0-9.:]*' "$WORK/out")
 }
 stop_durin() { kill -9 "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=""; }

@@ -131,10 +131,14 @@ trap 'exit 143' TERM
 
 # Starts a server and waits for its "<name> listening on http://IP:PORT" line;
 # sets SERVER_PID and SERVER_URL.
+START_COUNT=0
 start_server() {
   local name=$1
   shift
-  local out="$TMP/$name.stdout" err="$TMP/$name.stderr"
+  # A fresh file per start: the shell truncates a reused one only once the
+  # new process starts, so the previous server's line could be read back.
+  START_COUNT=$((START_COUNT + 1))
+  local out="$TMP/$name.$START_COUNT.stdout" err="$TMP/$name.$START_COUNT.stderr"
   "$@" >"$out" 2>"$err" &
   SERVER_PID=$!
   local waited=0
@@ -165,8 +169,8 @@ start_workload_server() {
     durin-*)
       local data="$TMP/data-$workload-$run"
       rm -rf "$data"
-      start_server durin "$DURIN" serve --listen 127.0.0.1:0 --data-dir "$data" \
-        --cores "$CORES" --config "$CONFIG"
+      start_server durin "$DURIN" serve --listen 127.0.0.1:0 --rpc-listen 127.0.0.1:0 \
+        --data-dir "$data" --cores "$CORES" --config "$CONFIG"
       ;;
   esac
 }

@@ -36,7 +36,14 @@ fn drive(store: &mut ShardStore) -> Result<(), durin_storage::Error> {
     while let Some(mut write) = store.flush() {
         loop {
             // SAFETY: the store keeps the buffer alive until the sync is reported.
-            let n = unsafe { libc::pwrite(write.fd, write.ptr.cast(), write.len as usize, write.offset as i64) };
+            let n = unsafe {
+                libc::pwrite(
+                    write.fd,
+                    write.ptr.cast(),
+                    write.len as usize,
+                    write.offset as i64,
+                )
+            };
             store.on_wal_write(n as i32)?;
             // SAFETY: fdatasync on the store's own log descriptor.
             let synced = unsafe { libc::fdatasync(write.fd) };
@@ -55,7 +62,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let layout = Layout::open_or_create(&args.data_dir, args.shards)?;
     wal::recover(&layout)?;
     let mut stores: Vec<ShardStore> = (0..args.shards)
-        .map(|s| ShardStore::open(&layout, s, args.shards, StoreOptions::default(), Box::new(|| {})))
+        .map(|s| {
+            ShardStore::open(
+                &layout,
+                s,
+                args.shards,
+                StoreOptions::default(),
+                Box::new(|| {}),
+            )
+        })
         .collect::<Result<_, _>>()?;
     let started = std::time::Instant::now();
     let value = [b'v'; 32];
@@ -80,7 +95,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for store in &mut stores {
         drive(store)?;
     }
-    eprintln!("{} keys in {:.1} s", args.keys, started.elapsed().as_secs_f64());
+    eprintln!(
+        "{} keys in {:.1} s",
+        args.keys,
+        started.elapsed().as_secs_f64()
+    );
     // Wait for the appliers, then leave without a checkpoint.
     for store in &mut stores {
         while !store.is_settled() {

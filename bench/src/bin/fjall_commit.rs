@@ -37,7 +37,9 @@ struct Args {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let db = fjall::Database::builder(&args.dir).worker_threads(2).open()?;
+    let db = fjall::Database::builder(&args.dir)
+        .worker_threads(2)
+        .open()?;
     let keyspace = db.keyspace("bench", KeyspaceCreateOptions::default)?;
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -46,7 +48,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let (db, keyspace, stop) = (db.clone(), keyspace.clone(), Arc::clone(&stop));
             let (batch_len, value) = (args.batch, vec![7u8; args.value_bytes]);
             std::thread::spawn(move || -> Result<(u64, Histogram<u64>), fjall::Error> {
-                let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+                let mut histogram =
+                    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
                 let mut puts = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let begun = Instant::now();
