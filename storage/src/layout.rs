@@ -12,7 +12,16 @@ use std::path::{Path, PathBuf};
 use crate::Error;
 
 const LAYOUT_FILE: &str = "LAYOUT";
-const LAYOUT_MAGIC: &str = "durin-layout 1";
+const LAYOUT_MAGIC: [u8; 8] = *b"durinlay";
+const LAYOUT_VERSION: u32 = 1;
+
+/// The layout file's contents, rkyv-encoded and validated when read.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, PartialEq)]
+struct LayoutRecord {
+    magic: [u8; 8],
+    version: u32,
+    partitions: u32,
+}
 /// More partitions than this would mean thousands of open databases.
 pub const PARTITIONS_MAX: u32 = 1024;
 
@@ -38,8 +47,8 @@ impl Layout {
         };
         fs::create_dir_all(root).map_err(io)?;
         let path = root.join(LAYOUT_FILE);
-        match fs::read_to_string(&path) {
-            Ok(text) => Self::parse(root, &path, &text),
+        match fs::read(&path) {
+            Ok(bytes) => Self::parse(root, &path, &bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Self::create(root, partitions.min(PARTITIONS_MAX))
             }
@@ -47,28 +56,27 @@ impl Layout {
         }
     }
 
-    fn parse(root: &Path, path: &Path, text: &str) -> Result<Layout, Error> {
+    fn parse(root: &Path, path: &Path, bytes: &[u8]) -> Result<Layout, Error> {
         let bad = |reason: &str| Error::Layout {
             path: path.to_path_buf(),
             reason: reason.into(),
         };
-        let mut lines = text.lines();
-        if lines.next() != Some(LAYOUT_MAGIC) {
-            return Err(bad(
-                "unknown format (expected a durin layout file, version 1)",
-            ));
+        let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
+        aligned.extend_from_slice(bytes);
+        let record = rkyv::from_bytes::<LayoutRecord, rkyv::rancor::Error>(&aligned)
+            .map_err(|_| bad("not a durin layout record (it does not validate)"))?;
+        if record.magic != LAYOUT_MAGIC {
+            return Err(bad("not a durin layout file"));
         }
-        let partitions = lines
-            .next()
-            .and_then(|l| l.strip_prefix("partitions "))
-            .and_then(|n| n.trim().parse::<u32>().ok())
-            .ok_or_else(|| bad("missing or invalid `partitions` line"))?;
-        if partitions == 0 || partitions > PARTITIONS_MAX {
+        if record.version != LAYOUT_VERSION {
+            return Err(bad("a layout version this durin does not know"));
+        }
+        if record.partitions == 0 || record.partitions > PARTITIONS_MAX {
             return Err(bad("partition count out of range"));
         }
         Ok(Layout {
             root: root.to_path_buf(),
-            partitions,
+            partitions: record.partitions,
         })
     }
 
@@ -83,7 +91,16 @@ impl Layout {
             move |source| Error::Io { path: p, source }
         };
         let mut file = fs::File::create(&tmp).map_err(io(&tmp))?;
-        write!(file, "{LAYOUT_MAGIC}\npartitions {partitions}\n").map_err(io(&tmp))?;
+        let record = LayoutRecord {
+            magic: LAYOUT_MAGIC,
+            version: LAYOUT_VERSION,
+            partitions,
+        };
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&record)
+            .expect("serializing a plain record cannot fail");
+        // Check at both ends: what is written must read back.
+        debug_assert!(Self::parse(root, &tmp, &bytes).is_ok());
+        file.write_all(&bytes).map_err(io(&tmp))?;
         file.sync_all().map_err(io(&tmp))?;
         fs::rename(&tmp, &path).map_err(io(&path))?;
         fs::File::open(root)
@@ -137,6 +154,19 @@ mod tests {
         assert_eq!(first.partitions(), 3);
         let again = Layout::open_or_create(&dir, 8).expect("reopen");
         assert_eq!(again.partitions(), 3);
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn a_damaged_layout_file_is_refused() {
+        let dir = std::env::temp_dir().join(format!("durin-layout-bad-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        Layout::open_or_create(&dir, 3).expect("create");
+        fs::write(dir.join(LAYOUT_FILE), b"partitions 3").expect("overwrite");
+        assert!(matches!(
+            Layout::open_or_create(&dir, 3),
+            Err(Error::Layout { .. })
+        ));
         fs::remove_dir_all(&dir).expect("cleanup");
     }
 

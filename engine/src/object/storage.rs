@@ -605,3 +605,199 @@ fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::Context;
+    use crate::ObjectId;
+    use durin_storage::{wal, Layout, ShardStore, StoreOptions};
+
+    fn store(dir: &std::path::Path) -> ShardStore {
+        let layout = Layout::open_or_create(dir, 1).expect("layout");
+        wal::recover(&layout).expect("recover");
+        ShardStore::open(&layout, 0, 1, StoreOptions::default(), Box::new(|| {})).expect("open")
+    }
+
+    fn with_ctx<R>(
+        store: &mut ShardStore,
+        limits: &StorageLimits,
+        f: impl FnOnce(&mut Context<'_>) -> R,
+    ) -> R {
+        let id = ObjectId::from_name("test", b"object");
+        let mut ctx = Context::new(id, "test", 1_000, store, limits, None);
+        let r = f(&mut ctx);
+        store.release();
+        r
+    }
+
+    #[test]
+    fn many_at_once_reads_writes_and_deletes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = store(dir.path());
+        with_ctx(&mut store, &StorageLimits::default(), |ctx| {
+            let mut s = ctx.storage();
+            s.put_many(&[(b"a", b"1"), (b"b", b"2"), (b"c", b"3")])
+                .expect("put_many");
+            assert_eq!(
+                s.get_many(&[b"a", b"x", b"c"]).expect("get_many"),
+                vec![Some(b"1".to_vec()), None, Some(b"3".to_vec())]
+            );
+            assert_eq!(s.delete_many(&[b"a", b"x", b"b"]).expect("delete_many"), 2);
+            let listed = s.list(&ListOptions::default()).expect("list");
+            assert_eq!(listed, vec![(b"c".to_vec(), b"3".to_vec())]);
+        });
+    }
+
+    #[test]
+    fn put_many_past_a_limit_writes_none_of_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = store(dir.path());
+        let limits = StorageLimits {
+            value_bytes_max: 4,
+            ..StorageLimits::default()
+        };
+        with_ctx(&mut store, &limits, |ctx| {
+            let mut s = ctx.storage();
+            let result = s.put_many(&[(b"a", b"ok"), (b"b", b"too long")]);
+            assert!(matches!(
+                result,
+                Err(StorageError::ValueTooLarge { bytes: 8, max: 4 })
+            ));
+            assert_eq!(s.get(b"a").expect("get"), None);
+            assert_eq!(
+                s.stored_bytes().expect("size"),
+                0,
+                "the size accounting rolled back too"
+            );
+        });
+    }
+
+    #[test]
+    fn object_size_limit_counts_keys_and_values() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = store(dir.path());
+        let limits = StorageLimits {
+            object_bytes_max: 10,
+            ..StorageLimits::default()
+        };
+        with_ctx(&mut store, &limits, |ctx| {
+            let mut s = ctx.storage();
+            s.put(b"k1", b"123").expect("5 bytes fit");
+            s.put(b"k2", b"123").expect("10 bytes fit");
+            assert!(matches!(
+                s.put(b"k3", b"1"),
+                Err(StorageError::ObjectTooLarge { bytes: 13, max: 10 })
+            ));
+            s.put(b"k1", b"1").expect("shrinking fits");
+            s.put(b"k3", b"").expect("an empty value: 10 bytes again");
+            assert!(s.delete(b"k2").expect("delete"));
+            assert_eq!(s.stored_bytes().expect("size"), 5);
+        });
+    }
+
+    #[test]
+    fn unconfirmed_writes_do_not_hold_the_gate_until_sync() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = store(dir.path());
+        with_ctx(&mut store, &StorageLimits::default(), |ctx| {
+            let options = WriteOptions {
+                allow_unconfirmed: true,
+                no_cache: true,
+            };
+            ctx.storage().put_with(b"a", b"1", options).expect("put");
+            assert!(
+                ctx.wrote.is_none(),
+                "an unconfirmed write does not hold the gate"
+            );
+            assert!(ctx.wrote_unconfirmed.is_some());
+            assert!(!ctx.synced);
+            ctx.storage().sync();
+            assert!(
+                ctx.synced,
+                "sync makes the gate wait for unconfirmed writes too"
+            );
+            ctx.storage().put(b"b", b"2").expect("put");
+            assert!(ctx.wrote.is_some());
+        });
+    }
+
+    #[test]
+    fn a_failed_transaction_rolls_back_reads_writes_and_alarms() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = store(dir.path());
+        with_ctx(&mut store, &StorageLimits::default(), |ctx| {
+            ctx.storage().put(b"a", b"before").expect("put");
+            let result: Result<(), TransactionError<&str>> = ctx.storage().transaction(|s| {
+                s.put(b"a", b"inside").map_err(|_| "put")?;
+                s.put(b"new", b"x").map_err(|_| "put")?;
+                s.set_alarm(5_000).map_err(|_| "alarm")?;
+                assert_eq!(
+                    s.get(b"a").expect("get"),
+                    Some(b"inside".to_vec()),
+                    "reads its own writes"
+                );
+                Err("abort")
+            });
+            assert!(matches!(result, Err(TransactionError::Aborted("abort"))));
+            let mut s = ctx.storage();
+            assert_eq!(s.get(b"a").expect("get"), Some(b"before".to_vec()));
+            assert_eq!(s.get(b"new").expect("get"), None);
+            assert_eq!(s.get_alarm().expect("alarm"), None);
+            assert!(ctx.alarm_set.is_none());
+        });
+    }
+
+    #[test]
+    fn list_options_and_delete_all() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = store(dir.path());
+        with_ctx(&mut store, &StorageLimits::default(), |ctx| {
+            let mut s = ctx.storage();
+            for k in ["a1", "a2", "b1", "b2", "c"] {
+                s.put(k.as_bytes(), b"v").expect("put");
+            }
+            let keys = |s: &mut Storage<'_, '_>, o: ListOptions<'_>| -> Vec<String> {
+                s.list(&o)
+                    .expect("list")
+                    .into_iter()
+                    .map(|(k, _)| String::from_utf8(k).expect("utf8"))
+                    .collect()
+            };
+            assert_eq!(
+                keys(
+                    &mut s,
+                    ListOptions {
+                        prefix: Some(b"a"),
+                        ..Default::default()
+                    }
+                ),
+                ["a1", "a2"]
+            );
+            assert_eq!(
+                keys(
+                    &mut s,
+                    ListOptions {
+                        start_after: Some(b"a2"),
+                        end: Some(b"c"),
+                        ..Default::default()
+                    }
+                ),
+                ["b1", "b2"]
+            );
+            assert_eq!(
+                keys(
+                    &mut s,
+                    ListOptions {
+                        reverse: true,
+                        limit: Some(2),
+                        ..Default::default()
+                    }
+                ),
+                ["c", "b2"]
+            );
+            assert_eq!(s.delete_all().expect("delete_all"), 5);
+            assert!(keys(&mut s, ListOptions::default()).is_empty());
+        });
+    }
+}
