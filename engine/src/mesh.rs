@@ -44,6 +44,20 @@ pub enum MeshMsg {
     /// The whole response frame to a forwarded RPC request, past the
     /// owner's output gate.
     RpcReply { token: u64, bytes: Vec<u8> },
+    /// A call from object `caller` (of class index `class`, on shard
+    /// `from`) to an object the receiver owns, as an RPC request frame.
+    Call {
+        from: u32,
+        class: u16,
+        caller: crate::ObjectId,
+        frame: Vec<u8>,
+    },
+    /// The reply frame to a call `caller` made.
+    CallReply {
+        class: u16,
+        caller: crate::ObjectId,
+        frame: Vec<u8>,
+    },
 }
 
 /// How other threads wake a shard blocked on its ring.

@@ -35,6 +35,10 @@ shard_metrics! {
     http_requests_total,
     /// Binary RPC requests read on this shard.
     rpc_requests_total,
+    /// Calls objects of this shard made to other objects.
+    calls_made_total,
+    /// Calls from other objects served by objects of this shard.
+    calls_served_total,
     /// Requests this shard sent to the shard owning their object.
     requests_forwarded_total,
     /// Requests other shards sent to this one.

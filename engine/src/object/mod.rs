@@ -56,6 +56,17 @@ pub trait DurableObject: 'static {
         Ok(())
     }
 
+    /// Receives the reply to a call this object made with
+    /// [`Context::call`], as an event of its own: the object handled other
+    /// events while the call was away.
+    fn call_reply(
+        &mut self,
+        _call: CallId,
+        _reply: Result<&[u8], CallError>,
+        _ctx: &mut Context<'_>,
+    ) {
+    }
+
     /// Handles a binary RPC call of `method` with `payload`, writing the
     /// result's bytes into `out`. Output waits behind the output gate like
     /// a response.
@@ -67,6 +78,70 @@ pub trait DurableObject: 'static {
         _ctx: &mut Context<'_>,
     ) -> Result<(), RpcError> {
         Err(RpcError::UnknownMethod)
+    }
+}
+
+/// Names a call an object made, to match its reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallId(pub u64);
+
+/// Why a call to another object failed: the RPC status and its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({})",
+            self.message,
+            durin_proto::rpc::status::name(self.status)
+        )
+    }
+}
+
+/// A response the object promised to give later (see
+/// [`Context::defer`]): keep it, and pass it to [`Context::respond`] or
+/// [`Context::respond_rpc`] when the answer is known.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Deferred(pub(crate) u64);
+
+/// A call to another object, made during an event.
+pub(crate) struct OutgoingCall {
+    pub call: CallId,
+    pub class: String,
+    pub object: durin_proto::rpc::ObjectRef,
+    pub method: String,
+    pub payload: Vec<u8>,
+}
+
+/// The answer to a deferred response.
+pub(crate) enum DeferredReply {
+    Http(Response),
+    Rpc(Result<Vec<u8>, (u16, String)>),
+}
+
+/// What an event asked the shard to do besides storage: calls to make,
+/// responses it deferred or gave late. The shard reuses one.
+#[derive(Default)]
+pub(crate) struct Effects {
+    next_call: u64,
+    next_deferred: u64,
+    pub calls: Vec<OutgoingCall>,
+    /// This event's own response comes later, under this id.
+    pub deferred: Option<u64>,
+    pub responses: Vec<(u64, DeferredReply)>,
+}
+
+impl Effects {
+    /// Forgets what a failed event asked for (ids stay unique).
+    pub(crate) fn clear(&mut self) {
+        self.calls.clear();
+        self.deferred = None;
+        self.responses.clear();
     }
 }
 
@@ -93,6 +168,16 @@ impl std::fmt::Display for RpcError {
 }
 
 impl std::error::Error for RpcError {}
+
+/// The wire status of an RPC error.
+pub(crate) fn rpc_status(e: &RpcError) -> u16 {
+    use durin_proto::rpc::status;
+    match e {
+        RpcError::UnknownMethod => status::UNKNOWN_METHOD,
+        RpcError::BadArgument(_) => status::BAD_ARGUMENT,
+        RpcError::Storage(_) => status::STORAGE_LIMIT,
+    }
+}
 
 impl From<StorageError> for RpcError {
     fn from(e: StorageError) -> Self {
@@ -146,7 +231,7 @@ impl<'a> Request<'a> {
 
 /// The response an object builds. The shard reuses one for every request,
 /// so building a response allocates nothing once its buffers have grown.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Response {
     pub(crate) status: u16,
     pub(crate) content_type: Option<&'static str>,
@@ -254,6 +339,7 @@ pub struct Context<'s> {
     /// The alarm this event set (the shard schedules it).
     pub(crate) alarm_set: Option<u64>,
     pub(crate) key_buf: Vec<u8>,
+    pub(crate) effects: &'s mut Effects,
 }
 
 impl<'s> Context<'s> {
@@ -264,6 +350,7 @@ impl<'s> Context<'s> {
         store: &'s mut ShardStore,
         limits: &'s StorageLimits,
         stored_bytes: Option<u64>,
+        effects: &'s mut Effects,
     ) -> Self {
         Context {
             id,
@@ -278,7 +365,58 @@ impl<'s> Context<'s> {
             synced: false,
             alarm_set: None,
             key_buf: Vec::new(),
+            effects,
         }
+    }
+
+    /// Calls `method` of another object (on any shard) with `payload`,
+    /// without waiting: the reply comes as a later
+    /// [`DurableObject::call_reply`] event with the returned id. The call
+    /// leaves only once this object's writes so far are durable.
+    pub fn call(
+        &mut self,
+        class: &str,
+        object: durin_proto::rpc::ObjectRef,
+        method: &str,
+        payload: &[u8],
+    ) -> CallId {
+        self.effects.next_call += 1;
+        let call = CallId(self.effects.next_call);
+        self.effects.calls.push(OutgoingCall {
+            call,
+            class: class.to_string(),
+            object,
+            method: method.to_string(),
+            payload: payload.to_vec(),
+        });
+        call
+    }
+
+    /// Promises this request's response for later (from `fetch` or `rpc`):
+    /// nothing is sent now, and the connection waits for
+    /// [`respond`](Self::respond) (HTTP) or [`respond_rpc`](Self::respond_rpc).
+    pub fn defer(&mut self) -> Deferred {
+        self.effects.next_deferred += 1;
+        let id = self.effects.next_deferred;
+        self.effects.deferred = Some(id);
+        Deferred(id)
+    }
+
+    /// Gives a deferred HTTP response.
+    pub fn respond(&mut self, deferred: Deferred, response: Response) {
+        self.effects
+            .responses
+            .push((deferred.0, DeferredReply::Http(response)));
+    }
+
+    /// Gives a deferred RPC response.
+    pub fn respond_rpc(&mut self, deferred: Deferred, result: Result<&[u8], RpcError>) {
+        let reply = result
+            .map(<[u8]>::to_vec)
+            .map_err(|e| (rpc_status(&e), e.to_string()));
+        self.effects
+            .responses
+            .push((deferred.0, DeferredReply::Rpc(reply)));
     }
 
     /// The object's ID.

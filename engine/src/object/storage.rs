@@ -625,7 +625,8 @@ mod tests {
         f: impl FnOnce(&mut Context<'_>) -> R,
     ) -> R {
         let id = ObjectId::from_name("test", b"object");
-        let mut ctx = Context::new(id, "test", 1_000, store, limits, None);
+        let mut effects = crate::object::Effects::default();
+        let mut ctx = Context::new(id, "test", 1_000, store, limits, None, &mut effects);
         let r = f(&mut ctx);
         store.release();
         r

@@ -111,14 +111,12 @@ impl Shard {
             entry.common.alarm_retry_backoff_ms,
         );
         metrics::add(&self.metrics.alarms_fired_total, 1);
-        let outcome = self.objects.run(
-            &self.registry,
-            class,
-            id,
-            &mut self.store,
-            self.wall_ms,
-            |object, ctx| object.alarm(ctx),
-        );
+        let outcome = self
+            .objects
+            .run(event_env!(self), class, id, |object, ctx| object.alarm(ctx));
+        // An alarm has no response of its own to defer.
+        self.effects.deferred = None;
+        self.after_event(class, id, outcome.gate);
         if outcome.created {
             metrics::add(&self.metrics.objects_created_total, 1);
         }

@@ -6,8 +6,9 @@ use durin_net::http::{
 };
 use durin_net::{Conn, Token};
 
+use super::calls::{Delivery, ReplyTarget};
 use super::conns::arm_deadline;
-use super::{HeldReply, Shard};
+use super::Shard;
 use crate::mesh::MeshMsg;
 use crate::metrics::{self, ShardMetrics};
 use crate::object;
@@ -91,10 +92,19 @@ impl Shard {
                             headers: req.headers,
                             body: req.body,
                         };
-                        if let Some(seq) = self.run_object(class, id, &obj_req) {
-                            conn.gate_next(seq);
+                        let token = Token::new(0, conn.generation, index).0;
+                        let target = ReplyTarget::HttpLocal { token, keep_alive };
+                        let (gate, deferred) = self.run_object(class, id, &obj_req, target);
+                        if deferred {
+                            // The pipeline waits for the late response.
+                            conn.awaiting_reply = true;
+                            conn.close_after_reply = !keep_alive;
+                        } else {
+                            if let Some(seq) = gate {
+                                conn.gate_next(seq);
+                            }
+                            self.write_object_response(conn.output(), keep_alive);
                         }
-                        self.write_object_response(conn.output(), keep_alive);
                     } else {
                         let mut bytes = self.mesh.buffer();
                         bytes.extend_from_slice(&input[consumed..consumed + len]);
@@ -215,18 +225,24 @@ impl Shard {
     }
 
     /// Runs the object's handler into `self.res`; returns the sequence
-    /// number its response must wait for.
-    fn run_object(&mut self, class: u16, id: ObjectId, req: &object::Request<'_>) -> Option<u64> {
+    /// number its response must wait for, and whether the object deferred
+    /// its response (then `target` is where it will go).
+    fn run_object(
+        &mut self,
+        class: u16,
+        id: ObjectId,
+        req: &object::Request<'_>,
+        target: ReplyTarget,
+    ) -> (Option<u64>, bool) {
         self.res.reset();
         let res = &mut self.res;
-        let outcome = self.objects.run(
-            &self.registry,
-            class,
-            id,
-            &mut self.store,
-            self.wall_ms,
-            |object, ctx| object.fetch(req, res, ctx),
-        );
+        let outcome = self
+            .objects
+            .run(event_env!(self), class, id, |object, ctx| {
+                object.fetch(req, res, ctx)
+            });
+        let deferred = self.register_deferred(id, target);
+        self.after_event(class, id, outcome.gate);
         if outcome.result.is_none() {
             self.res.reset();
             self.res.text(500, "Internal Server Error");
@@ -247,7 +263,7 @@ impl Shard {
         if outcome.gate.is_some() {
             metrics::add(&self.metrics.responses_gated_total, 1);
         }
-        outcome.gate
+        (outcome.gate, deferred)
     }
 
     fn write_object_response(&mut self, out: &mut Vec<u8>, keep_alive: bool) {
@@ -265,6 +281,7 @@ impl Shard {
         metrics::add(&self.metrics.requests_received_from_peers_total, 1);
         let mut reply = self.mesh.buffer();
         let mut gate = None;
+        let mut deferred = false;
         let mut headers = [httparse_empty(); HEADERS_MAX];
         match parse_request(&bytes, &mut headers, &self.limits) {
             Ok(Parsed::Complete(req)) => match self.target(req.method, req.path) {
@@ -281,8 +298,15 @@ impl Shard {
                         headers: req.headers,
                         body: req.body,
                     };
-                    gate = self.run_object(class, id, &obj_req);
-                    self.write_object_response(&mut reply, req.keep_alive);
+                    let target = ReplyTarget::HttpRemote {
+                        from,
+                        token,
+                        keep_alive: req.keep_alive,
+                    };
+                    (gate, deferred) = self.run_object(class, id, &obj_req, target);
+                    if !deferred {
+                        self.write_object_response(&mut reply, req.keep_alive);
+                    }
                 }
                 other => self.write_builtin(other, &mut reply, req.keep_alive),
             },
@@ -290,22 +314,15 @@ impl Shard {
             _ => unreachable!("a forwarded request is a complete, valid request"),
         }
         self.mesh.recycle(bytes);
-        match gate {
-            Some(seq) => self.held_replies.push_back(HeldReply {
-                seq,
-                to: from,
-                token,
-                bytes: reply,
-                rpc: false,
-            }),
-            None => self.mesh.send(
-                from,
-                MeshMsg::HttpReply {
-                    token,
-                    bytes: reply,
-                },
-            ),
+        if deferred {
+            self.mesh.recycle(reply);
+            return;
         }
+        let msg = MeshMsg::HttpReply {
+            token,
+            bytes: reply,
+        };
+        self.deliver_gated(gate, Delivery::Mesh { to: from, msg });
     }
 
     /// Delivers a forwarded request's reply to its connection, and goes on

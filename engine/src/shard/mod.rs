@@ -29,7 +29,21 @@
 //! or a wake-up through the shard's eventfd (from a peer shard or the
 //! applier) ends the wait.
 
+/// What an event runs with, borrowed field by field so that the object
+/// table can be borrowed beside it.
+macro_rules! event_env {
+    ($shard:ident) => {
+        $crate::shard::objects::EventEnv {
+            registry: &$shard.registry,
+            store: &mut $shard.store,
+            now_ms: $shard.wall_ms,
+            effects: &mut $shard.effects,
+        }
+    };
+}
+
 mod alarms;
+mod calls;
 mod conns;
 mod http;
 pub mod objects;
@@ -105,15 +119,6 @@ enum Timer {
     Alarm { id: crate::ObjectId, at_ms: u64 },
 }
 
-/// A forwarded request's reply, held until the owner's write is durable.
-struct HeldReply {
-    seq: Seq,
-    to: u32,
-    token: u64,
-    bytes: Vec<u8>,
-    rpc: bool,
-}
-
 /// What the shard needs to speak binary RPC.
 struct RpcSettings {
     frame_bytes_max: usize,
@@ -152,7 +157,14 @@ pub struct Shard {
     dirty: Vec<u32>,
     /// Connections whose output waits behind the gate.
     gated: Vec<u32>,
-    held_replies: VecDeque<HeldReply>,
+    /// What may leave once its sequence number is durable, in order.
+    held: VecDeque<(Seq, calls::Delivery)>,
+    /// Work for this shard's own objects, done next turn.
+    local_work: VecDeque<calls::LocalWork>,
+    /// Responses objects deferred, by id: the object and where it goes.
+    deferred: std::collections::HashMap<u64, (crate::ObjectId, calls::ReplyTarget)>,
+    /// What the current event asked for besides storage.
+    effects: crate::object::Effects,
     /// The eventfd read's target; boxed so its address is stable.
     wake_buf: Box<u64>,
     accept_armed: Vec<bool>,
@@ -261,7 +273,10 @@ impl Shard {
             fired: Vec::new(),
             dirty: Vec::new(),
             gated: Vec::new(),
-            held_replies: VecDeque::new(),
+            held: VecDeque::new(),
+            local_work: VecDeque::new(),
+            deferred: std::collections::HashMap::new(),
+            effects: crate::object::Effects::default(),
             wake_buf: Box::new(0),
             alarms_scanned_until_ms: 0,
             started,
@@ -337,7 +352,7 @@ impl Shard {
 
     /// Submits what the turn queued and blocks until there is work.
     fn wait(&mut self) -> std::io::Result<()> {
-        if self.mesh.has_inbound() || self.store.applier_ready() {
+        if self.mesh.has_inbound() || self.store.applier_ready() || !self.local_work.is_empty() {
             self.ring.submit()?;
             return Ok(());
         }
@@ -407,9 +422,21 @@ impl Shard {
                     self.serve_forwarded_rpc(from, token, bytes)
                 }
                 MeshMsg::RpcReply { token, bytes } => self.on_rpc_reply(token, bytes),
+                MeshMsg::Call {
+                    from,
+                    class,
+                    caller,
+                    frame,
+                } => self.serve_call(from, class, caller, frame),
+                MeshMsg::CallReply {
+                    class,
+                    caller,
+                    frame,
+                } => self.on_call_reply(class, caller, frame),
             }
         }
         self.inbound = inbound;
+        self.run_local_work();
     }
 
     /// Submits a group's log record: a write linked to an `fdatasync`, so
@@ -432,15 +459,9 @@ impl Shard {
     /// A group became durable: releases the output that waited for it.
     fn release_gated(&mut self) {
         let durable = self.store.durable_seq();
-        while self.held_replies.front().is_some_and(|h| h.seq <= durable) {
-            let held = self.held_replies.pop_front().expect("checked above");
-            let (token, bytes) = (held.token, held.bytes);
-            let msg = if held.rpc {
-                MeshMsg::RpcReply { token, bytes }
-            } else {
-                MeshMsg::HttpReply { token, bytes }
-            };
-            self.mesh.send(held.to, msg);
+        while self.held.front().is_some_and(|(seq, _)| *seq <= durable) {
+            let (_, delivery) = self.held.pop_front().expect("checked above");
+            self.deliver(delivery);
         }
         self.dirty.extend_from_slice(&self.gated);
         self.gated.clear();

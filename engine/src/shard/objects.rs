@@ -10,7 +10,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use durin_storage::{Seq, ShardStore};
 
 use crate::id::IdMap;
-use crate::object::{storage::persist_size, Context, DurableObject};
+use crate::object::{storage::persist_size, Context, DurableObject, Effects};
 use crate::registry::Registry;
 use crate::ObjectId;
 
@@ -30,6 +30,17 @@ struct Slot {
     last_unconfirmed_seq: Seq,
     /// The object's stored bytes, once an event needed them.
     stored_bytes: Option<u64>,
+    /// Calls it made whose replies have not come back, and responses it
+    /// deferred and has not given: an object with either stays in memory.
+    waiting: u32,
+}
+
+/// What an event runs with, besides its object.
+pub(crate) struct EventEnv<'a> {
+    pub registry: &'a Registry,
+    pub store: &'a mut ShardStore,
+    pub now_ms: u64,
+    pub effects: &'a mut Effects,
 }
 
 /// What running an event produced.
@@ -66,27 +77,40 @@ impl Objects {
 
     /// Runs one event `f` on object `id` of class `class`, creating the
     /// object first if it is not in memory.
-    pub fn run<R>(
+    pub(crate) fn run<R>(
         &mut self,
-        registry: &Registry,
+        env: EventEnv<'_>,
         class: u16,
         id: ObjectId,
-        store: &mut ShardStore,
-        now_ms: u64,
         f: impl FnOnce(&mut dyn DurableObject, &mut Context<'_>) -> R,
     ) -> Outcome<R> {
+        let EventEnv {
+            registry,
+            store,
+            now_ms,
+            effects,
+        } = env;
+        effects.clear();
         let entry = registry.get(class);
         let savepoint = store.savepoint();
         let (index, created) = match self.index.get(&id) {
             Some(&i) => (i, false),
             None => {
-                let mut ctx =
-                    Context::new(id, &entry.name, now_ms, store, &entry.common.limits, None);
+                let mut ctx = Context::new(
+                    id,
+                    &entry.name,
+                    now_ms,
+                    store,
+                    &entry.common.limits,
+                    None,
+                    effects,
+                );
                 let built = catch_unwind(AssertUnwindSafe(|| entry.class.create(&id, &mut ctx)));
                 let stored_bytes = ctx.stored_bytes;
                 let Ok(object) = built else {
                     store.rollback_to(savepoint);
                     store.release();
+                    effects.clear();
                     return Outcome {
                         result: None,
                         gate: None,
@@ -102,6 +126,7 @@ impl Objects {
                     last_write_seq: 0,
                     last_unconfirmed_seq: 0,
                     stored_bytes,
+                    waiting: 0,
                 };
                 (self.insert(slot), true)
             }
@@ -118,12 +143,14 @@ impl Objects {
             store,
             &entry.common.limits,
             slot.stored_bytes,
+            effects,
         );
         let result = catch_unwind(AssertUnwindSafe(|| f(&mut *slot.object, &mut ctx)));
         let Ok(result) = result else {
             drop(ctx);
             store.rollback_to(savepoint);
             store.release();
+            effects.clear();
             let gate = gate_for(slot.last_write_seq, store);
             self.remove(index);
             return Outcome {
@@ -158,6 +185,18 @@ impl Objects {
             gate: gate_for(waits_for, store),
             created,
             alarm_set,
+        }
+    }
+
+    /// Counts calls or deferred responses `id` waits on (`delta` may be
+    /// negative). An object that is not in memory (it panicked meanwhile)
+    /// is left alone.
+    pub fn wait_more(&mut self, id: &ObjectId, delta: i32) {
+        if let Some(&index) = self.index.get(id) {
+            let slot = self.slots[index as usize]
+                .as_mut()
+                .expect("indexed slots are occupied");
+            slot.waiting = slot.waiting.saturating_add_signed(delta);
         }
     }
 
@@ -197,6 +236,7 @@ impl Objects {
             let idle = self.slots[index].as_ref().is_some_and(|s| {
                 let timeout = registry.get(s.class).common.idle_timeout_ms;
                 now_ms.saturating_sub(s.last_used_ms) >= timeout
+                    && s.waiting == 0
                     && s.last_write_seq <= durable_seq
                     && s.last_unconfirmed_seq <= durable_seq
             });

@@ -15,8 +15,9 @@ use durin_proto::rpc::{
     Decoded, ObjectRef, ProtoError, RequestHeader, ResponseHeader, ServerHello,
 };
 
+use super::calls::{Delivery, ReplyTarget};
 use super::conns::arm_deadline;
-use super::{HeldReply, Shard};
+use super::Shard;
 use crate::mesh::MeshMsg;
 use crate::metrics;
 use crate::object::RpcError;
@@ -171,11 +172,21 @@ impl Shard {
         metrics::add(&self.metrics.rpc_requests_total, 1);
         match self.route_rpc(header) {
             Route::Local { class, id } => {
-                let gate = self.run_rpc(class, id, header, payload);
-                if let Some(seq) = gate {
-                    conn.gate_next(seq);
+                let token = Token::new(0, conn.generation, index).0;
+                let target = ReplyTarget::RpcLocal {
+                    token,
+                    request_id: header.request_id,
+                };
+                let (gate, deferred) = self.run_rpc(class, id, header, payload, target);
+                if deferred {
+                    // Counted like a forwarded request: its reply comes later.
+                    conn.rpc_in_flight += 1;
+                } else {
+                    if let Some(seq) = gate {
+                        conn.gate_next(seq);
+                    }
+                    conn.output().extend_from_slice(&self.rpc_reply);
                 }
-                conn.output().extend_from_slice(&self.rpc_reply);
             }
             Route::Remote { owner } => {
                 let mut bytes = self.mesh.buffer();
@@ -204,25 +215,33 @@ impl Shard {
     }
 
     /// Runs the object's RPC handler; its whole response frame is left in
-    /// `self.rpc_reply`. Returns the sequence number it must wait for.
-    fn run_rpc(
+    /// `self.rpc_reply`. Returns the sequence number it must wait for, and
+    /// whether the object deferred its response (then `target` is where it
+    /// will go).
+    pub(super) fn run_rpc(
         &mut self,
         class: u16,
         id: ObjectId,
         header: &RequestHeader,
         payload: &[u8],
-    ) -> Option<u64> {
+        target: ReplyTarget,
+    ) -> (Option<u64>, bool) {
         let mut out = std::mem::take(&mut self.rpc_out);
         out.clear();
         let method = header.method.as_str();
-        let outcome = self.objects.run(
-            &self.registry,
-            class,
-            id,
-            &mut self.store,
-            self.wall_ms,
-            |object, ctx| object.rpc(method, payload, &mut out, ctx),
-        );
+        let outcome = self
+            .objects
+            .run(event_env!(self), class, id, |object, ctx| {
+                object.rpc(method, payload, &mut out, ctx)
+            });
+        // A handler that failed answers with its error now, deferred or not.
+        let deferred = if matches!(outcome.result, Some(Ok(()))) {
+            self.register_deferred(id, target)
+        } else {
+            self.effects.deferred = None;
+            false
+        };
+        self.after_event(class, id, outcome.gate);
         if outcome.created {
             metrics::add(&self.metrics.objects_created_total, 1);
         }
@@ -256,7 +275,7 @@ impl Shard {
         if outcome.gate.is_some() {
             metrics::add(&self.metrics.responses_gated_total, 1);
         }
-        outcome.gate
+        (outcome.gate, deferred)
     }
 
     /// Serves an RPC frame another shard forwarded: this shard owns its object.
@@ -268,33 +287,29 @@ impl Shard {
         else {
             unreachable!("a forwarded frame was decoded whole by its origin")
         };
-        let mut reply = self.mesh.buffer();
-        let gate = match self.route_rpc(&header) {
-            Route::Local { class, id } => {
-                let gate = self.run_rpc(class, id, &header, &bytes[payload]);
-                reply.extend_from_slice(&self.rpc_reply);
-                gate
-            }
-            Route::Remote { .. } | Route::Error { .. } => {
-                unreachable!("requests are forwarded to the owner of their object")
-            }
+        let Route::Local { class, id } = self.route_rpc(&header) else {
+            unreachable!("requests are forwarded to the owner of their object")
         };
+        let target = ReplyTarget::RpcRemote {
+            from,
+            token,
+            request_id: header.request_id,
+        };
+        let (gate, deferred) = self.run_rpc(class, id, &header, &bytes[payload], target);
         self.mesh.recycle(bytes);
-        match gate {
-            Some(seq) => self.held_replies.push_back(HeldReply {
-                seq,
-                to: from,
-                token,
-                bytes: reply,
-                rpc: true,
-            }),
-            None => self.mesh.send(
-                from,
-                MeshMsg::RpcReply {
-                    token,
-                    bytes: reply,
+        if !deferred {
+            let mut reply = self.mesh.buffer();
+            reply.extend_from_slice(&self.rpc_reply);
+            self.deliver_gated(
+                gate,
+                Delivery::Mesh {
+                    to: from,
+                    msg: MeshMsg::RpcReply {
+                        token,
+                        bytes: reply,
+                    },
                 },
-            ),
+            );
         }
     }
 
