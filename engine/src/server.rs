@@ -177,15 +177,37 @@ impl ServerBuilder {
         let partitions = options.partitions.unwrap_or(shards as u32);
         let layout =
             Layout::open_or_create(&options.data_dir, partitions).map_err(ServerError::Storage)?;
-        let store_options = StoreOptions::default();
+        let mut store_options = StoreOptions::default();
+        let opening = std::time::Instant::now();
         let partitions = durin_storage::OpenPartitions::open_all(&layout, &store_options)
             .map_err(ServerError::Storage)?;
-        let replayed =
+        log::info!(
+            "opened {} partitions in {} ms",
+            layout.partitions(),
+            opening.elapsed().as_millis()
+        );
+        let replaying = std::time::Instant::now();
+        let recovered =
             durin_storage::wal::recover_into(&layout, &partitions).map_err(ServerError::Storage)?;
+        log::info!(
+            "replayed {} log records in {} ms",
+            recovered.records,
+            replaying.elapsed().as_millis()
+        );
+        store_options.wal_run = recovered.next_run;
+        // Syncing what was replayed and deleting its segments can take
+        // seconds; the server serves meanwhile (until it is done, a crash
+        // replays the same segments again, before the new ones).
+        let checkpoint = recovered.checkpoint;
+        std::thread::Builder::new()
+            .name("durin-recovery-checkpoint".into())
+            .spawn(move || {
+                if let Err(e) = checkpoint.finish() {
+                    log::error!("checkpoint after recovery: {e}; the log stays and is replayed at the next start");
+                }
+            })
+            .map_err(|e| ServerError::Shard(format!("spawning the recovery checkpoint: {e}")))?;
         let partitions = Arc::new(partitions);
-        if replayed > 0 {
-            log::info!("replayed {replayed} groups from the write-ahead log");
-        }
         let (http, addr) = bind_listeners(options.listen, shards)?;
         let rpc = match options.rpc_listen {
             Some(rpc_listen) => Some(bind_rpc_listeners(

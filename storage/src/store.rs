@@ -149,6 +149,9 @@ pub struct StoreOptions {
     pub cache_bytes_per_partition: u64,
     /// Size of a log segment; the shard moves to a new one past it.
     pub wal_segment_bytes: u64,
+    /// The run this store's log segments belong to (see
+    /// [`wal::Recovered::next_run`]).
+    pub wal_run: u64,
 }
 
 impl Default for StoreOptions {
@@ -157,6 +160,7 @@ impl Default for StoreOptions {
             worker_threads_per_partition: 1,
             cache_bytes_per_partition: 16 << 20,
             wal_segment_bytes: wal::SEGMENT_BYTES_DEFAULT,
+            wal_run: 0,
         }
     }
 }
@@ -225,6 +229,7 @@ pub struct ShardStore {
     /// before it.
     undo: Vec<Undo>,
     shard: u32,
+    run: u64,
     segment_bytes: u64,
     applier: Option<JoinHandle<()>>,
     stats: StoreStats,
@@ -274,7 +279,7 @@ impl ShardStore {
             databases[partition as usize] = Some(db.clone());
             keyspaces[partition as usize] = Some(keyspace.clone());
         }
-        let wal_path = wal::segment_path(layout.root(), shard, 0);
+        let wal_path = wal::segment_path(layout.root(), options.wal_run, shard, 0);
         let wal_file = wal::create_segment(&wal_path, options.wal_segment_bytes)?;
         let (task_tx, task_rx) = crossbeam_channel::unbounded();
         let (answer_tx, answer_rx) = crossbeam_channel::unbounded();
@@ -313,12 +318,14 @@ impl ShardStore {
             spare: Vec::new(),
             undo: Vec::new(),
             shard,
+            run: options.wal_run,
             segment_bytes: options.wal_segment_bytes,
             applier: Some(handle),
             stats: StoreStats::default(),
         };
         store.send(Task::CreateSegment(wal::segment_path(
             layout.root(),
+            options.wal_run,
             shard,
             1,
         )));
@@ -705,7 +712,12 @@ impl ShardStore {
         };
         let sealed = std::mem::replace(
             &mut self.wal_path,
-            wal::segment_path(self.layout.root(), self.shard, self.wal_segment + 1),
+            wal::segment_path(
+                self.layout.root(),
+                self.run,
+                self.shard,
+                self.wal_segment + 1,
+            ),
         );
         self.wal_segment += 1;
         self.wal_file = next;
@@ -713,6 +725,7 @@ impl ShardStore {
         self.send(Task::Seal(sealed));
         self.send(Task::CreateSegment(wal::segment_path(
             self.layout.root(),
+            self.run,
             self.shard,
             self.wal_segment + 1,
         )));

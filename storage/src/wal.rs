@@ -46,10 +46,18 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// The path of segment `segment` of shard `shard`.
-pub fn segment_path(root: &Path, shard: u32, segment: u64) -> PathBuf {
+/// The path of segment `segment` of shard `shard` in run `run` (each
+/// start of the server is a new run). Names sort by run, shard, segment:
+/// the order a replay needs.
+pub fn segment_path(root: &Path, run: u64, shard: u32, segment: u64) -> PathBuf {
     root.join(WAL_DIR)
-        .join(format!("shard-{shard:04}-{segment:016}.log"))
+        .join(format!("run-{run:016}-shard-{shard:04}-{segment:016}.log"))
+}
+
+/// The run a segment's name belongs to.
+fn run_of(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    name.strip_prefix("run-")?.get(..16)?.parse().ok()
 }
 
 /// Creates a segment of `bytes` zeros (sparse) and makes its directory
@@ -171,18 +179,57 @@ fn decode_body(body: &[u8], apply: &mut impl FnMut(Replayed<'_>)) -> bool {
     at == body.len()
 }
 
+/// What a replay found, and what is left to do.
+pub struct Recovered {
+    /// Log records replayed.
+    pub records: u64,
+    /// The run number the starting server's shards write their logs under.
+    pub next_run: u64,
+    /// The sync of the replayed writes into fjall and the deletion of the
+    /// replayed segments, left for [`Checkpoint::finish`].
+    pub checkpoint: Checkpoint,
+}
+
+/// Makes replayed writes durable in fjall, then deletes their segments.
+/// Until it finishes, the segments stay, and a crash replays them again
+/// (before the newer runs' segments, which sort after them).
+pub struct Checkpoint {
+    databases: Vec<fjall::Database>,
+    segments: Vec<PathBuf>,
+    dir: PathBuf,
+}
+
+impl Checkpoint {
+    pub fn finish(self) -> Result<(), Error> {
+        for db in &self.databases {
+            db.persist(fjall::PersistMode::SyncAll)?;
+        }
+        for path in &self.segments {
+            fs::remove_file(path).map_err(io_err(path))?;
+        }
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&self.dir))?;
+        Ok(())
+    }
+}
+
 /// Replays every segment left in the data directory into its partitions,
-/// syncs them, and deletes the segments. Runs before any shard starts.
-/// Returns the number of records replayed.
+/// syncs them, and deletes the segments; returns the records replayed.
+/// For tools and tests: the server uses [`recover_into`] and finishes the
+/// checkpoint in the background.
 pub fn recover(layout: &Layout) -> Result<u64, Error> {
     let partitions =
         crate::OpenPartitions::open(layout, &crate::StoreOptions::default(), |_| false)?;
-    recover_into(layout, &partitions)
+    let recovered = recover_into(layout, &partitions)?;
+    recovered.checkpoint.finish()?;
+    Ok(recovered.records)
 }
 
-/// [`recover`], into partitions the caller has open (those not open are
-/// opened for the replay and closed after).
-pub fn recover_into(layout: &Layout, open: &crate::OpenPartitions) -> Result<u64, Error> {
+/// Replays every segment left in the data directory, in order, into the
+/// partitions (those the caller has not opened are opened for it). The
+/// replayed writes are in fjall but not yet synced: see [`Checkpoint`].
+pub fn recover_into(layout: &Layout, open: &crate::OpenPartitions) -> Result<Recovered, Error> {
     let dir = layout.root().join(WAL_DIR);
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     let mut segments: Vec<PathBuf> = fs::read_dir(&dir)
@@ -190,12 +237,15 @@ pub fn recover_into(layout: &Layout, open: &crate::OpenPartitions) -> Result<u64
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "log"))
         .collect();
-    // Names sort by shard, then segment number: each shard's log in order.
-    // Different shards of one run never wrote the same object.
+    // Names sort by run, shard, then segment: each shard's log in order,
+    // older runs first. Different shards of one run never wrote the same
+    // object.
     segments.sort();
-    if segments.is_empty() {
-        return Ok(0);
-    }
+    let next_run = segments
+        .iter()
+        .filter_map(|p| run_of(p))
+        .max()
+        .map_or(0, |r| r + 1);
     let mut partitions: Vec<Option<(fjall::Database, fjall::Keyspace)>> = (0..layout.partitions())
         .map(|p| open.get(p).cloned())
         .collect();
@@ -218,17 +268,16 @@ pub fn recover_into(layout: &Layout, open: &crate::OpenPartitions) -> Result<u64
         }
     }
     apply_replayed(layout, &mut partitions, &mut batch)?;
-    for (db, _) in partitions.iter().flatten() {
-        db.persist(fjall::PersistMode::SyncAll)?;
-    }
-    drop(partitions);
-    for path in &segments {
-        fs::remove_file(path).map_err(io_err(path))?;
-    }
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(&dir))?;
-    Ok(records)
+    let databases = partitions.into_iter().flatten().map(|(db, _)| db).collect();
+    Ok(Recovered {
+        records,
+        next_run,
+        checkpoint: Checkpoint {
+            databases,
+            segments,
+            dir,
+        },
+    })
 }
 
 /// A write read back from the log: partition, key, value (`None`: delete).

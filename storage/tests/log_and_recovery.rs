@@ -183,3 +183,41 @@ fn a_record_torn_by_a_crash_is_not_replayed() {
     );
     assert_eq!(store.get_vec(&owner(1), b"torn").expect("get"), None);
 }
+
+#[test]
+fn an_unfinished_recovery_checkpoint_replays_older_runs_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = Layout::open_or_create(dir.path(), 1).expect("layout");
+    let mut store = open(&layout, 0, 1);
+    let k = key(owner(1), "k");
+    store.put(&owner(1), &k, b"run 0");
+    store.release();
+    assert!(drive(&mut store, Fault::None).expect("drive"));
+    drop(store);
+    // A start that replays, but dies before its checkpoint finishes: the
+    // run-0 segment stays, and the new run writes after it.
+    let partitions =
+        durin_storage::OpenPartitions::open_all(&layout, &StoreOptions::default()).expect("open");
+    let recovered = wal::recover_into(&layout, &partitions).expect("replay");
+    assert_eq!(recovered.next_run, 1);
+    let options = StoreOptions {
+        wal_segment_bytes: 4096,
+        wal_run: recovered.next_run,
+        ..StoreOptions::default()
+    };
+    let mut store =
+        ShardStore::open_with(&layout, 0, 1, options, Box::new(|| {}), &partitions).expect("open");
+    store.put(&owner(1), &k, b"run 1");
+    store.release();
+    assert!(drive(&mut store, Fault::None).expect("drive"));
+    drop(store);
+    drop(recovered);
+    drop(partitions);
+    // The next start replays run 0, then run 1: the newer value wins.
+    let mut store = open(&layout, 0, 1);
+    assert_eq!(
+        store.get_vec(&owner(1), &k).expect("get"),
+        Some(b"run 1".to_vec())
+    );
+    store.release();
+}
