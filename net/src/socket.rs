@@ -17,6 +17,10 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
 /// shard can own a listener on the same port and the kernel spreads
 /// connections across them.
 pub fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
+    listener(addr, backlog, true)
+}
+
+fn listener(addr: SocketAddr, backlog: i32, reuseport: bool) -> io::Result<OwnedFd> {
     let domain = if addr.is_ipv4() {
         libc::AF_INET
     } else {
@@ -27,7 +31,9 @@ pub fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd>
     // SAFETY: `fd` is a fresh descriptor this function owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     set_int_option(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
-    set_int_option(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    if reuseport {
+        set_int_option(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    }
     let (storage, len) = sockaddr_of(addr);
     // SAFETY: `storage` holds a valid sockaddr of `len` bytes.
     check(unsafe {
@@ -45,28 +51,7 @@ pub fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd>
 /// Opens a listening TCP socket on `addr` that no other socket may share
 /// (no `SO_REUSEPORT`): a port that belongs to one shard alone.
 pub fn exclusive_listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
-    let domain = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain socket(2); the result is checked before it is wrapped.
-    let fd = check(unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
-    // SAFETY: `fd` is a fresh descriptor this function owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    set_int_option(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
-    let (storage, len) = sockaddr_of(addr);
-    // SAFETY: `storage` holds a valid sockaddr of `len` bytes.
-    check(unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            &storage as *const _ as *const libc::sockaddr,
-            len,
-        )
-    })?;
-    // SAFETY: listen(2) on a bound socket we own.
-    check(unsafe { libc::listen(fd.as_raw_fd(), backlog) })?;
-    Ok(fd)
+    listener(addr, backlog, false)
 }
 
 /// The address a socket is bound to (to learn the port the kernel chose

@@ -6,13 +6,11 @@
 use std::time::{Duration, Instant};
 
 use crate::harness::{eventually, Server};
+use crate::kv_client::metric_total;
 
+/// A counter summed over every shard.
 fn metric(server: &Server, name: &str) -> u64 {
-    let text = server.connect().get("/metrics").text();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    metric_total(&mut server.connect(), name)
 }
 
 fn attempts(server: &Server, object: &str) -> u64 {

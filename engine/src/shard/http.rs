@@ -134,14 +134,16 @@ impl Shard {
         self.update_deadline(index, conn);
     }
 
-    /// A partial request must complete within the header timeout (counted
-    /// from its first byte, so trickling bytes does not extend it); an idle
-    /// keep-alive connection is closed after the idle timeout; a connection
-    /// waiting on the server has no deadline.
-    fn update_deadline(&mut self, index: u32, conn: &mut Conn) {
-        if conn.awaiting_reply || conn.closing || conn.dead {
+    /// A partial request (or an RPC handshake) must complete within the
+    /// header timeout, counted from its first byte so that trickling bytes
+    /// does not extend it; an idle connection is closed after the idle
+    /// timeout; a connection waiting on the server has no deadline.
+    pub(super) fn update_deadline(&mut self, index: u32, conn: &mut Conn) {
+        let waiting = conn.awaiting_reply || conn.rpc_in_flight > 0;
+        let partial = !conn.input.is_empty() || conn.kind == durin_net::ConnKind::RpcHello;
+        if waiting || conn.closing || conn.dead {
             arm_deadline(&mut self.timers, conn, index, 0, false);
-        } else if !conn.input.is_empty() {
+        } else if partial {
             if !conn.deadline_is_header || conn.deadline_ms == 0 {
                 let deadline = self.mono_ms + self.server.header_timeout_ms;
                 arm_deadline(&mut self.timers, conn, index, deadline, true);

@@ -16,7 +16,6 @@ use durin_proto::rpc::{
 };
 
 use super::calls::{Delivery, ReplyTarget};
-use super::conns::arm_deadline;
 use super::Shard;
 use crate::mesh::MeshMsg;
 use crate::metrics;
@@ -90,7 +89,7 @@ impl Shard {
         }
         conn.input = input;
         conn.input.drain(..consumed.min(conn.input.len()));
-        self.update_rpc_deadline(index, conn);
+        self.update_deadline(index, conn);
     }
 
     fn answer_hello(&mut self, conn: &mut Conn, version: u16) {
@@ -116,23 +115,6 @@ impl Shard {
             conn.kind = ConnKind::Rpc;
         } else {
             conn.closing = true;
-        }
-    }
-
-    /// A partial frame must complete within the header timeout; an idle
-    /// connection closes after the idle timeout; one waiting on the server
-    /// has no deadline.
-    fn update_rpc_deadline(&mut self, index: u32, conn: &mut Conn) {
-        if conn.closing || conn.dead || conn.rpc_in_flight > 0 {
-            arm_deadline(&mut self.timers, conn, index, 0, false);
-        } else if !conn.input.is_empty() || conn.kind == ConnKind::RpcHello {
-            if !conn.deadline_is_header || conn.deadline_ms == 0 {
-                let deadline = self.mono_ms + self.server.header_timeout_ms;
-                arm_deadline(&mut self.timers, conn, index, deadline, true);
-            }
-        } else {
-            let deadline = self.mono_ms + self.server.idle_timeout_ms;
-            arm_deadline(&mut self.timers, conn, index, deadline, false);
         }
     }
 
