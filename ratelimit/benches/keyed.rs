@@ -10,7 +10,9 @@
 //!   reads its clock once per 256 checks through `CoarseClock` (its intended
 //!   use); governor reads its own clock on every check, as it always does.
 //! - `throughput/*`: checks per second of the shared limiters at 1 and 2
-//!   threads, each thread drawing keys from the same space of 1,000,000.
+//!   threads, each thread drawing keys from the same space of 1,000,000;
+//!   durin's with its default split into shards (8 per available CPU) and
+//!   with 256 shards.
 //!
 //! `cargo bench -p durin-ratelimit --bench keyed`; PERF.md has the results.
 
@@ -20,6 +22,7 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use durin_ratelimit::keyed::RandomSipHash;
 use durin_ratelimit::{CoarseClock, Gcra, GcraState, KeyedLimiter, SyncKeyedLimiter};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
@@ -27,7 +30,7 @@ const RATE_PER_S: u32 = 1;
 const BURST: u32 = 1_000_000;
 /// Keys drawn per thread, cycled through; a power of two.
 const DRAWS: usize = 1 << 16;
-/// Checks between two reads of durin's coarse clock.
+/// Checks between two reads of durin's coarse clock; a power of two.
 const CLOCK_REFRESH_EVERY: usize = 256;
 
 fn gcra() -> Gcra {
@@ -64,7 +67,7 @@ fn one_thread(c: &mut Criterion) {
         let mut count = 0usize;
         b.iter(|| {
             count += 1;
-            if count % CLOCK_REFRESH_EVERY == 0 {
+            if count & (CLOCK_REFRESH_EVERY - 1) == 0 {
                 clock.refresh();
             }
             gcra.check(black_box(&mut state), clock.now_ms(), 1)
@@ -78,49 +81,61 @@ fn one_thread(c: &mut Criterion) {
     for key_count in [10_000u64, 1_000_000] {
         let keys = draws(key_count, 0x9E37_79B9_7F4A_7C15);
         let keys_max = 2 * key_count as usize;
-        group.bench_with_input(BenchmarkId::new("durin_keyed", key_count), &keys, |b, keys| {
-            let mut limiter: KeyedLimiter<u64, Gcra> =
-                KeyedLimiter::new(gcra, keys_max).expect("valid cap");
-            let mut clock = CoarseClock::new();
-            for key in 0..key_count {
-                let _ = limiter.check(&key, clock.now_ms(), 1);
-            }
-            let mut index = 0usize;
-            b.iter(|| {
-                index = index.wrapping_add(1);
-                if index % CLOCK_REFRESH_EVERY == 0 {
-                    clock.refresh();
+        group.bench_with_input(
+            BenchmarkId::new("durin_keyed", key_count),
+            &keys,
+            |b, keys| {
+                let mut limiter: KeyedLimiter<u64, Gcra> =
+                    KeyedLimiter::new(gcra, keys_max).expect("valid cap");
+                let mut clock = CoarseClock::new();
+                for key in 0..key_count {
+                    let _ = limiter.check(&key, clock.now_ms(), 1);
                 }
-                limiter.check(&keys[index % DRAWS], clock.now_ms(), 1)
-            });
-        });
-        group.bench_with_input(BenchmarkId::new("durin_sync_keyed", key_count), &keys, |b, keys| {
-            let limiter: SyncKeyedLimiter<u64, Gcra> =
-                SyncKeyedLimiter::new(gcra, keys_max).expect("valid cap");
-            let mut clock = CoarseClock::new();
-            for key in 0..key_count {
-                let _ = limiter.check(&key, clock.now_ms(), 1);
-            }
-            let mut index = 0usize;
-            b.iter(|| {
-                index = index.wrapping_add(1);
-                if index % CLOCK_REFRESH_EVERY == 0 {
-                    clock.refresh();
+                let mut index = 0usize;
+                b.iter(|| {
+                    index = index.wrapping_add(1);
+                    if index & (CLOCK_REFRESH_EVERY - 1) == 0 {
+                        clock.refresh();
+                    }
+                    limiter.check(&keys[index % DRAWS], clock.now_ms(), 1)
+                });
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("durin_sync_keyed", key_count),
+            &keys,
+            |b, keys| {
+                let limiter: SyncKeyedLimiter<u64, Gcra> =
+                    SyncKeyedLimiter::new(gcra, keys_max).expect("valid cap");
+                let mut clock = CoarseClock::new();
+                for key in 0..key_count {
+                    let _ = limiter.check(&key, clock.now_ms(), 1);
                 }
-                limiter.check(&keys[index % DRAWS], clock.now_ms(), 1)
-            });
-        });
-        group.bench_with_input(BenchmarkId::new("governor_keyed", key_count), &keys, |b, keys| {
-            let limiter: DefaultKeyedRateLimiter<u64> = RateLimiter::keyed(quota());
-            for key in 0..key_count {
-                let _ = limiter.check_key(&key);
-            }
-            let mut index = 0usize;
-            b.iter(|| {
-                index = index.wrapping_add(1);
-                limiter.check_key(&keys[index % DRAWS]).is_ok()
-            });
-        });
+                let mut index = 0usize;
+                b.iter(|| {
+                    index = index.wrapping_add(1);
+                    if index & (CLOCK_REFRESH_EVERY - 1) == 0 {
+                        clock.refresh();
+                    }
+                    limiter.check(&keys[index % DRAWS], clock.now_ms(), 1)
+                });
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("governor_keyed", key_count),
+            &keys,
+            |b, keys| {
+                let limiter: DefaultKeyedRateLimiter<u64> = RateLimiter::keyed(quota());
+                for key in 0..key_count {
+                    let _ = limiter.check_key(&key);
+                }
+                let mut index = 0usize;
+                b.iter(|| {
+                    index = index.wrapping_add(1);
+                    limiter.check_key(&keys[index % DRAWS]).is_ok()
+                });
+            },
+        );
     }
     group.finish();
 }
@@ -162,35 +177,47 @@ fn throughput(c: &mut Criterion) {
     let keys: Vec<Vec<u64>> = (0..2u64)
         .map(|thread| draws(key_count, 0x2545_F491_4F6C_DD1D + thread))
         .collect();
+    let keys_max = 2 * key_count as usize;
+    // The default split (8 shards per available CPU) and a finer one.
     let durin: SyncKeyedLimiter<u64, Gcra> =
-        SyncKeyedLimiter::new(gcra(), 2 * key_count as usize).expect("valid cap");
+        SyncKeyedLimiter::new(gcra(), keys_max).expect("valid cap");
+    let durin_fine: SyncKeyedLimiter<u64, Gcra> =
+        SyncKeyedLimiter::with_shards(gcra(), keys_max, 256, RandomSipHash::new())
+            .expect("valid cap");
     let governor: DefaultKeyedRateLimiter<u64> = RateLimiter::keyed(quota());
     let start_ms = CoarseClock::new().now_ms();
     for key in 0..key_count {
         let _ = durin.check(&key, start_ms, 1);
+        let _ = durin_fine.check(&key, start_ms, 1);
         let _ = governor.check_key(&key);
     }
 
     let mut group = c.benchmark_group("throughput");
     for threads in [1usize, 2] {
         group.throughput(Throughput::Elements(threads as u64));
-        group.bench_function(BenchmarkId::new("durin_sync_keyed", threads), |b| {
-            b.iter_custom(|iters| {
-                run_threads(threads, iters, |thread| {
-                    // Each thread keeps its own clock, read once per batch.
-                    let mut clock = CoarseClock::new();
-                    let mut index = 0usize;
-                    let (durin, keys) = (&durin, &keys[thread]);
-                    move || {
-                        index = index.wrapping_add(1);
-                        if index % CLOCK_REFRESH_EVERY == 0 {
-                            clock.refresh();
+        for (name, durin) in [
+            ("durin_sync_keyed", &durin),
+            ("durin_sync_keyed_256_shards", &durin_fine),
+        ] {
+            group.bench_function(BenchmarkId::new(name, threads), |b| {
+                b.iter_custom(|iters| {
+                    run_threads(threads, iters, |thread| {
+                        // Each thread keeps its own clock, read once per batch.
+                        let mut clock = CoarseClock::new();
+                        let mut index = 0usize;
+                        let keys = &keys[thread];
+                        move || {
+                            index = index.wrapping_add(1);
+                            if index & (CLOCK_REFRESH_EVERY - 1) == 0 {
+                                clock.refresh();
+                            }
+                            let key = &keys[index % DRAWS];
+                            black_box(durin.check(key, clock.now_ms(), 1).allowed);
                         }
-                        black_box(durin.check(&keys[index % DRAWS], clock.now_ms(), 1).allowed);
-                    }
-                })
+                    })
+                });
             });
-        });
+        }
         group.bench_function(BenchmarkId::new("governor_keyed", threads), |b| {
             b.iter_custom(|iters| {
                 run_threads(threads, iters, |thread| {

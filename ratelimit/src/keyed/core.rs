@@ -10,12 +10,14 @@
 //! 2. Tracked key: the check runs on the state in its slot, in place. If the
 //!    state is then expired (only a check of cost 0 can leave it so), the
 //!    slot is freed.
-//! 3. Untracked key: make room first. Below the cap, sweep a few slots from
-//!    the CLOCK hand (idle keys leave as new ones arrive); at the cap, sweep
-//!    further until one expired key is found. With room, the key starts from
-//!    the overflow state if that is still live, from a fresh state if not,
-//!    and is inserted unless the check left it expired (a denial or a cost
-//!    of 0). Without room, the check runs on the overflow state itself.
+//! 3. Untracked key: find it a slot. An expired entry on the key's own
+//!    probe path is taken over in place. Failing that, sweep a few slots
+//!    from a random one: below the cap that is housekeeping (idle keys
+//!    leave as new ones arrive); at the cap it looks a little further for
+//!    one expired key to free. With a slot, the key starts from the overflow
+//!    state if that is still live, from a fresh state if not, and is stored
+//!    unless the check left it expired (a denial or a cost of 0). Without
+//!    one, the check runs on the overflow state itself.
 
 use std::borrow::Borrow;
 use std::num::NonZeroU64;
@@ -29,9 +31,9 @@ use crate::{Algorithm, Decision};
 /// holds about the keys active within one expiry period.
 const SWEEP_SLOTS_BELOW_CAP: usize = 4;
 /// Slots a new key's arrival may sweep at the cap, looking for one expired
-/// key to replace. It bounds the cost of a check under a flood of new keys
-/// (four cache lines of slots); the hand moves on, so successive arrivals
-/// sweep the whole table.
+/// key to free. It bounds the cost of a check under a flood of new keys
+/// (four cache lines of slots); each sweep starts somewhere else, so
+/// successive arrivals cover the whole table.
 const SWEEP_SLOTS_AT_CAP: usize = 8;
 
 pub(crate) struct KeyedCore<K, A: Algorithm> {
@@ -140,7 +142,9 @@ impl<K, A: Algorithm> KeyedCore<K, A> {
         K: Borrow<Q>,
         Q: Eq + ToOwned<Owned = K> + ?Sized,
     {
-        if !self.make_room(now_ms) {
+        // Taken before any sweep, which would move entries.
+        let reusable = self.table.expired_on_path(hash, now_ms);
+        if reusable.is_none() && !self.make_room(now_ms) {
             self.untracked_checks_total += 1;
             return self.algorithm.check(&mut self.overflow, now_ms, cost);
         }
@@ -151,12 +155,19 @@ impl<K, A: Algorithm> KeyedCore<K, A> {
         };
         let decision = self.algorithm.check(&mut state, now_ms, cost);
         if let Some(expires_at_ms) = live_until(&self.algorithm, &state, now_ms) {
-            self.table.insert_absent(Entry {
+            let entry = Entry {
                 hash,
                 key: key.to_owned(),
                 state,
                 expires_at_ms,
-            });
+            };
+            match reusable {
+                Some(index) => {
+                    self.table.replace_at(index, entry);
+                    self.expired_evictions_total += 1;
+                }
+                None => self.table.insert_absent(entry),
+            }
         }
         decision
     }
@@ -195,5 +206,42 @@ fn live_until<A: Algorithm>(algorithm: &A, state: &A::State, now_ms: u64) -> Opt
         NonZeroU64::new(expires_at_ms)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyed::RandomSipHash;
+    use crate::FixedWindow;
+    use std::hash::BuildHasher;
+
+    /// Keys arrive faster than they expire, so the table stays at its cap
+    /// while half its keys turn over: the free slots must stay spread out,
+    /// or the table fills into one run that every probe crosses.
+    #[test]
+    fn churn_at_the_cap_keeps_probe_runs_short() {
+        let keys_max = 10_000;
+        // A key lives until the end of its 100 ms window.
+        let window = FixedWindow::new(5, 100).expect("valid config");
+        let mut core: KeyedCore<u64, FixedWindow> = KeyedCore::new(window, keys_max);
+        let hasher = RandomSipHash::with_keys(1, 2);
+        let mut now_ms = 1_700_000_000_000u64;
+        for key in 0..600_000u64 {
+            // 150 keys per ms: 15,000 a window, one and a half caps.
+            if key % 150 == 0 {
+                now_ms += 1;
+            }
+            let _ = core.check(hasher.hash_one(key), &key, now_ms, 1);
+            if key % 50_000 == 49_999 {
+                let (mean, longest) = core.table.displacement();
+                assert!(mean < 4.0, "mean displacement {mean} after {key} keys");
+                assert!(longest < 600, "a run of {longest} slots after {key} keys");
+            }
+        }
+        let stats = core.stats();
+        assert_eq!(stats.keys_tracked, keys_max);
+        assert!(stats.expired_evictions_total > 300_000, "{stats:?}");
+        assert!(stats.untracked_checks_total > 0, "{stats:?}");
     }
 }

@@ -45,9 +45,9 @@
 //! A key whose state has **expired** gives the same decisions as a key never
 //! seen (its window is over, its bucket is full; see
 //! [`Algorithm::expires_at_ms`]), so dropping it loses nothing. Expired keys
-//! are dropped as new keys arrive: each arrival sweeps a few slots from a
-//! CLOCK hand that goes round the table, and at the cap it sweeps further
-//! until it finds one.
+//! are dropped as new keys arrive: a new key takes over an expired entry on
+//! its own probe path, and otherwise sweeps a few slots from a random one
+//! (at the cap, a few more, until it frees one).
 //!
 //! A key that has not expired is **never** dropped, not even at the cap:
 //! dropping a key that has spent its limit would let it start afresh. When

@@ -1,5 +1,5 @@
 //! The keyed limiter's hash table: open addressing with linear probing, each
-//! key's state stored inline beside it, and a CLOCK hand that sweeps out
+//! key's state stored inline beside it, and sampled sweeps that remove
 //! expired keys.
 //!
 //! A lookup of a key that is present touches one slot on average (two at
@@ -8,6 +8,13 @@
 //! matches. Removal shifts the following entries back (no tombstones), so
 //! probe sequences never grow with churn. The table grows by doubling up to a
 //! final size fixed by the key cap, and never past it.
+//!
+//! Where removals happen matters. Inserts land at random slots; if removals
+//! happened in one place (a sweep going round the table in order), the free
+//! slots would gather there and the rest of the table would fill into one
+//! long run, which every probe then crosses. So each sweep starts at a
+//! random slot, and a new key takes over an expired entry on its own probe
+//! path when there is one: both free slots where keys arrive, at random.
 
 use std::borrow::Borrow;
 use std::num::NonZeroU64;
@@ -35,8 +42,8 @@ pub(crate) struct Table<K, S> {
     len: usize,
     /// The most slots the table will ever have.
     slots_max: usize,
-    /// The CLOCK hand: the next slot the sweep examines.
-    hand: usize,
+    /// The state of the generator that picks where sweeps start.
+    sweep_seed: u64,
 }
 
 /// The slot where a hash's probe sequence starts: the high bits of the
@@ -80,7 +87,7 @@ impl<K, S> Table<K, S> {
             slots: empty_slots(SLOTS_INITIAL.min(slots_max)),
             len: 0,
             slots_max,
-            hand: 0,
+            sweep_seed: 0x9E37_79B9_7F4A_7C15,
         }
     }
 
@@ -163,34 +170,69 @@ impl<K, S> Table<K, S> {
         }
     }
 
-    /// Examines up to `slots_to_examine` slots from the CLOCK hand and
-    /// removes each entry that has expired by `now_ms`; stops early once
-    /// `removals_wanted` have been removed. Returns how many were removed.
+    /// The first entry expired by `now_ms` on the probe path of `hash`,
+    /// which must be absent: a slot a new key may take over as it is, with
+    /// no shifting, because it lies between the new key's home and the
+    /// first empty slot.
+    pub(crate) fn expired_on_path(&self, hash: u64, now_ms: u64) -> Option<usize> {
+        let slots = self.slots.len();
+        let mut index = home(hash, slots);
+        while let Some(entry) = &self.slots[index] {
+            if entry.expires_at_ms.get() <= now_ms {
+                return Some(index);
+            }
+            index = next(index, slots);
+        }
+        None
+    }
+
+    /// Replaces the expired entry at `index` (from
+    /// [`expired_on_path`](Self::expired_on_path) for `entry`'s hash).
+    pub(crate) fn replace_at(&mut self, index: usize, entry: Entry<K, S>) {
+        let slot = &mut self.slots[index];
+        assert!(slot.is_some(), "only an entry is replaced");
+        *slot = Some(entry);
+    }
+
+    /// Examines up to `slots_to_examine` consecutive slots from a random
+    /// one and removes each entry that has expired by `now_ms`; stops early
+    /// once `removals_wanted` have been removed. Returns how many were
+    /// removed.
     pub(crate) fn sweep(
         &mut self,
         now_ms: u64,
         slots_to_examine: usize,
         removals_wanted: usize,
     ) -> usize {
+        let slots = self.slots.len();
+        let mut index = home(self.next_random(), slots);
         let mut removed = 0;
-        // A whole turn of the hand examines each slot once, plus once more
-        // per removal: at most twice the slots.
-        for _ in 0..slots_to_examine.min(2 * self.slots.len()) {
-            let hand = self.hand;
+        // A removal shifts the next entry into the slot just examined, which
+        // is then examined again; past twice the slots, every slot has been.
+        for _ in 0..slots_to_examine.min(2 * slots) {
             let expired =
-                matches!(&self.slots[hand], Some(entry) if entry.expires_at_ms.get() <= now_ms);
+                matches!(&self.slots[index], Some(entry) if entry.expires_at_ms.get() <= now_ms);
             if expired {
-                // The entry shifted into this slot is examined next.
-                self.remove_at(hand);
+                self.remove_at(index);
                 removed += 1;
                 if removed == removals_wanted {
                     break;
                 }
             } else {
-                self.hand = next(hand, self.slots.len());
+                index = next(index, slots);
             }
         }
         removed
+    }
+
+    /// xorshift64*: cheap, and good enough to spread sweeps over the table.
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.sweep_seed;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.sweep_seed = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
     /// Removes every entry expired by `now_ms`; returns how many.
@@ -206,7 +248,6 @@ impl<K, S> Table<K, S> {
                 _ => index += 1,
             }
         }
-        self.hand = 0;
         before - self.len
     }
 
@@ -231,7 +272,28 @@ impl<K, S> Table<K, S> {
         for entry in old.into_vec().into_iter().flatten() {
             place(&mut self.slots, entry);
         }
-        self.hand = 0;
+    }
+
+    /// Average distance of entries from their home, and the longest run of
+    /// occupied slots.
+    #[cfg(test)]
+    pub(crate) fn displacement(&self) -> (f64, usize) {
+        let n = self.slots.len();
+        let mut total = 0usize;
+        let mut run = 0usize;
+        let mut max_run = 0usize;
+        for (index, slot) in self.slots.iter().enumerate() {
+            match slot {
+                Some(entry) => {
+                    let home = home(entry.hash, n);
+                    total += (index + n - home) % n;
+                    run += 1;
+                    max_run = max_run.max(run);
+                }
+                None => run = 0,
+            }
+        }
+        (total as f64 / self.len.max(1) as f64, max_run)
     }
 
     /// Every entry, in slot order: for tests and diagnostics.
