@@ -61,6 +61,9 @@ STARTS=0
 start_server() {
   STARTS=$((STARTS + 1))
   local out="$TMP/ceiling.$STARTS.out" err="$TMP/ceiling.$STARTS.err"
+  # Created here, not by the redirect below: that happens in the child,
+  # which may not have run yet when the first look below reads the file.
+  : >"$out"
   "$CEILING" --listen 127.0.0.1:0 --cores "$SERVER_THREADS" --cpus "$SERVER_CPUS" \
     >"$out" 2>"$err" &
   SERVER_PID=$!

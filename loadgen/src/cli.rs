@@ -5,11 +5,14 @@
 //! loadgen http --url 'http://127.0.0.1:8080/ratelimit/{key}' --keys uniform:10000 \
 //!     --connections 64 --duration 10s [--rate N] [--method POST] [--body ...] \
 //!     [--pipeline N] [--json]
+//! loadgen rpc --addr 127.0.0.1:7070 --class ratelimit --method check \
+//!     --keys uniform:10000 [--payload-hex ...] [--pipeline N] [--shard-aware] ...
 //! loadgen ws ...      (arrives with WebSocket support; refused for now)
 //! ```
 //!
-//! Parsing turns flags into an [`HttpRun`]: every value checked, the target
-//! resolved and confirmed to be this machine, the request template built.
+//! Parsing turns flags into an [`HttpRun`] (or an RPC run, see
+//! [`crate::rpc::plan`]): every value checked, the target resolved and
+//! confirmed to be this machine, the request template built.
 //! Anything wrong is a [`UsageError`], which the binary reports with exit
 //! code 2 before a single connection is opened.
 
@@ -57,6 +60,8 @@ pub struct Cli {
 pub enum Command {
     /// HTTP/1.1 requests over kept-alive connections.
     Http(Box<HttpArgs>),
+    /// durin's binary RPC: calls of one class's method, one object per key.
+    Rpc(Box<RpcArgs>),
     /// WebSocket messages (not yet supported: it arrives with durin's
     /// WebSocket support).
     Ws(WsArgs),
@@ -87,11 +92,40 @@ pub struct HttpArgs {
     pub load: LoadArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct RpcArgs {
+    /// The server's RPC address, `host:port` (its shared RPC port).
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub addr: String,
+    /// The class to call; each request's object is the key's name in it.
+    #[arg(long, default_value = "ratelimit")]
+    pub class: String,
+    /// The method to call.
+    #[arg(long, default_value = "check")]
+    pub method: String,
+    /// The request payload as hex digits [default: for ratelimit.check a
+    /// cost of 1 (8 bytes, little-endian); otherwise empty].
+    #[arg(long)]
+    pub payload_hex: Option<String>,
+    /// Requests in flight per connection, matched to responses by request
+    /// ID (the server may answer them in any order).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(PIPELINE_MAX)))]
+    pub pipeline: u32,
+    /// Connect each connection to one shard's own port (from the server's
+    /// hello) and send it only keys that shard owns, so no request crosses
+    /// cores on the server.
+    #[arg(long)]
+    pub shard_aware: bool,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
 /// Flags every protocol shares.
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// Key distribution for `{key}`: uniform:K (keys k0..k<K-1>), zipf:K:S
-    /// (k0 most popular, exponent S) or hot (the one key `hot`) [default: hot].
+    /// Key distribution for the URL's `{key}` (HTTP) or the object's name
+    /// (RPC): uniform:K (keys `k0`..`k<K-1>`), zipf:K:S (`k0` most popular,
+    /// exponent S) or hot (the one key `hot`) [default: hot].
     #[arg(long)]
     pub keys: Option<KeyDist>,
     /// Connections, spread evenly over the threads.
@@ -261,7 +295,7 @@ fn read_body(path: &PathBuf) -> Result<Vec<u8>, UsageError> {
 }
 
 /// The number of threads and, when pinned, the CPU of each.
-fn plan_threads(
+pub(crate) fn plan_threads(
     load: &LoadArgs,
     connections: usize,
 ) -> Result<(usize, Option<Vec<usize>>), UsageError> {
@@ -288,7 +322,7 @@ fn plan_threads(
     Ok((threads, cpus))
 }
 
-fn check_open_files(connections: usize) -> Result<(), UsageError> {
+pub(crate) fn check_open_files(connections: usize) -> Result<(), UsageError> {
     let limit = socket::raise_open_file_limit();
     if connections as u64 + SPARE_FDS > limit {
         return Err(UsageError(format!(
@@ -299,7 +333,7 @@ fn check_open_files(connections: usize) -> Result<(), UsageError> {
     Ok(())
 }
 
-fn time_seed() -> u64 {
+pub(crate) fn time_seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_nanos() as u64)
@@ -316,7 +350,7 @@ mod tests {
     fn http(args: &[&str]) -> HttpArgs {
         match parse(args).expect("valid flags").command {
             Command::Http(http) => *http,
-            Command::Ws(_) => panic!("not ws"),
+            _ => panic!("not http"),
         }
     }
 
@@ -352,7 +386,7 @@ mod tests {
         assert_eq!(run.pipeline, 4);
         assert_eq!(run.threads, 2);
         assert!(run.json);
-        assert_eq!(run.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(run.addr, "127.0.0.1:8080".parse::<SocketAddr>().unwrap());
         assert!(run.warnings.is_empty());
     }
 
@@ -385,7 +419,7 @@ mod tests {
         let allowed = http(&["http", "--url", "http://192.0.2.1:80/", "--allow-remote"]);
         assert_eq!(
             allowed.plan().unwrap().addr,
-            "192.0.2.1:80".parse().unwrap()
+            "192.0.2.1:80".parse::<SocketAddr>().unwrap()
         );
     }
 

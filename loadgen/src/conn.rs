@@ -1,22 +1,21 @@
 //! One client connection's buffers and bookkeeping, without any I/O.
 //!
-//! The worker owns the ring; a `Conn` says which bytes to send next, where
-//! to receive, and which requests are waiting for their responses. At most
+//! The worker owns the ring; a `Conn` says which bytes to send next, and
+//! its protocol [`Session`] where to receive and which requests are waiting
+//! for their responses. At most
 //! one connect, one receive and one send are in flight per connection, and
 //! while one is in flight its buffer is never touched: the kernel holds a
 //! raw pointer to it.
 //!
 //! Requests are written into `pending` while `sending` is with the kernel;
 //! when a send completes the two swap. Both keep their capacity, as does the
-//! queue of requests awaiting responses (bounded by `--pipeline`), so the
-//! steady state allocates nothing.
+//! session's table of requests awaiting responses (bounded by `--pipeline`),
+//! so the steady state allocates nothing.
 
-use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use crate::keys::KeySampler;
-use crate::request::RequestTemplate;
-use crate::response::ResponseReader;
+use crate::protocol::{InFlight, Protocol, Session};
 
 /// Send-buffer capacity a connection starts with, at most.
 const SEND_BUF_START_BYTES: usize = 64 * 1024;
@@ -35,17 +34,7 @@ pub enum ConnState {
     Closing,
 }
 
-/// A request that was written and awaits its response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InFlight {
-    /// What latency is measured from: the send time in closed loop, the
-    /// intended send time in open loop.
-    pub origin_ns: u64,
-    /// When it was written, for the timeout.
-    pub written_ns: u64,
-}
-
-pub struct Conn {
+pub struct Conn<S> {
     pub fd: Option<OwnedFd>,
     pub state: ConnState,
     /// Bumped each time the slot goes idle, so that completions can be
@@ -54,6 +43,9 @@ pub struct Conn {
     /// The connection's index among all of the run's connections; it fixes
     /// the connection's place in the open-loop schedule.
     pub global_index: u64,
+    /// Which of the worker's targets (addresses, each with its keys) this
+    /// connection goes to.
+    pub target: usize,
     pub connect_in_flight: bool,
     pub recv_in_flight: bool,
     pub send_in_flight: bool,
@@ -64,8 +56,7 @@ pub struct Conn {
     /// Requests this connection has written (open loop: schedule slots used).
     pub issued: u64,
 
-    pub reader: ResponseReader,
-    in_flight: VecDeque<InFlight>,
+    pub session: S,
     in_flight_max: usize,
     /// Bytes with the kernel; `sending[sent..]` is still to go.
     sending: Vec<u8>,
@@ -74,9 +65,16 @@ pub struct Conn {
     pending: Vec<u8>,
 }
 
-impl Conn {
-    /// A connection slot that allows `in_flight_max` outstanding requests.
-    pub fn new(global_index: u64, in_flight_max: usize, request_bytes: usize) -> Conn {
+impl<S: Session> Conn<S> {
+    /// A connection slot to `target` that allows `in_flight_max`
+    /// outstanding requests.
+    pub fn new(
+        global_index: u64,
+        target: usize,
+        session: S,
+        in_flight_max: usize,
+        request_bytes: usize,
+    ) -> Conn<S> {
         assert!(in_flight_max > 0, "a connection must be able to send");
         // Enough for a full pipeline of ordinary requests; large bodies grow
         // the buffers once, up to the bound the plan checked.
@@ -86,14 +84,14 @@ impl Conn {
             state: ConnState::Idle { at_ns: 0 },
             generation: 0,
             global_index,
+            target,
             connect_in_flight: false,
             recv_in_flight: false,
             send_in_flight: false,
             connect_failures: 0,
             due: 0,
             issued: 0,
-            reader: ResponseReader::new(),
-            in_flight: VecDeque::with_capacity(in_flight_max),
+            session,
             in_flight_max,
             sending: Vec::with_capacity(send_bytes),
             sent: 0,
@@ -115,45 +113,42 @@ impl Conn {
 
     /// Whether a request may be written now.
     pub fn can_write(&self) -> bool {
-        self.state == ConnState::Open && self.in_flight.len() < self.in_flight_max
+        self.state == ConnState::Open
+            && self.session.ready()
+            && self.session.in_flight_count() < self.in_flight_max
+    }
+
+    /// The connection has just opened: queues what the protocol says first.
+    pub fn open<P: Protocol<Session = S>>(&mut self, protocol: &mut P, now_ns: u64) {
+        self.state = ConnState::Open;
+        protocol.on_open(&mut self.session, &mut self.pending, now_ns);
     }
 
     /// Writes one request for `keys`' next key, remembering its origin.
-    pub fn write_request(
+    pub fn write_request<P: Protocol<Session = S>>(
         &mut self,
-        template: &RequestTemplate,
+        protocol: &mut P,
         keys: &mut KeySampler,
         origin_ns: u64,
         now_ns: u64,
     ) {
         assert!(self.can_write());
-        template.write(keys, &mut self.pending);
-        self.in_flight.push_back(InFlight {
+        let request = InFlight {
             origin_ns,
             written_ns: now_ns,
-        });
+        };
+        protocol.write_request(&mut self.session, keys, request, &mut self.pending);
         self.issued += 1;
     }
 
-    /// The request the next response answers.
-    pub fn take_oldest(&mut self) -> Option<InFlight> {
-        self.in_flight.pop_front()
-    }
-
-    pub fn oldest(&self) -> Option<&InFlight> {
-        self.in_flight.front()
-    }
-
     pub fn in_flight_count(&self) -> usize {
-        self.in_flight.len()
+        self.session.in_flight_count()
     }
 
     /// Forgets every request awaiting a response, returning how many there
     /// were: the connection failed and they will never be answered.
     pub fn abandon_in_flight(&mut self) -> u64 {
-        let count = self.in_flight.len() as u64;
-        self.in_flight.clear();
-        count
+        self.session.abandon_in_flight()
     }
 
     /// The bytes for the next send, if a send should be submitted now.
@@ -184,8 +179,9 @@ impl Conn {
             self.idle_in_kernel(),
             "the kernel may still use the buffers"
         );
-        assert!(
-            self.in_flight.is_empty(),
+        assert_eq!(
+            self.session.in_flight_count(),
+            0,
             "abandoned requests are counted first"
         );
         self.fd = None;
@@ -193,7 +189,7 @@ impl Conn {
             at_ns: reconnect_at_ns,
         };
         self.generation = self.generation.wrapping_add(1);
-        self.reader.reset();
+        self.session.reset();
         self.sending.clear();
         self.sent = 0;
         self.pending.clear();
@@ -204,32 +200,43 @@ impl Conn {
 mod tests {
     use super::*;
     use crate::keys::KeyDist;
-    use crate::request::RequestSpec;
+    use crate::protocol::{Http, HttpSession};
+    use crate::request::{RequestSpec, RequestTemplate};
     use crate::target::Target;
 
-    fn open_conn(in_flight_max: usize) -> (Conn, RequestTemplate, KeySampler) {
+    fn open_conn(in_flight_max: usize) -> (Conn<HttpSession>, Http, KeySampler) {
         let target = Target::parse("http://127.0.0.1:1/").unwrap();
         let template = RequestTemplate::new(&target, &RequestSpec::default()).unwrap();
-        let mut conn = Conn::new(0, in_flight_max, template.fixed_bytes());
-        conn.state = ConnState::Open;
-        (conn, template, KeySampler::new(&KeyDist::Hot, 1, 0))
+        let mut http = Http { template };
+        let session = http.session(0, in_flight_max);
+        let mut conn = Conn::new(0, 0, session, in_flight_max, http.request_bytes());
+        conn.open(&mut http, 0);
+        (conn, http, KeySampler::new(&KeyDist::Hot, 1, 0))
+    }
+
+    fn take_oldest(conn: &mut Conn<HttpSession>, http: &mut Http) -> Option<u64> {
+        let bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        conn.session.recv_window()[..bytes.len()].copy_from_slice(bytes);
+        conn.session.on_received(bytes.len());
+        let answer = http.next_answer(&mut conn.session).unwrap()?;
+        Some(answer.request.origin_ns)
     }
 
     #[test]
     fn pipelines_up_to_the_limit_and_answers_in_order() {
-        let (mut conn, template, mut keys) = open_conn(2);
-        conn.write_request(&template, &mut keys, 10, 11);
-        conn.write_request(&template, &mut keys, 20, 21);
+        let (mut conn, mut http, mut keys) = open_conn(2);
+        conn.write_request(&mut http, &mut keys, 10, 11);
+        conn.write_request(&mut http, &mut keys, 20, 21);
         assert!(!conn.can_write());
-        let request_bytes = template.fixed_bytes();
+        let request_bytes = http.request_bytes();
         let bytes = conn.next_send().unwrap().len();
         assert_eq!(bytes, 2 * request_bytes);
         conn.send_in_flight = true;
         assert_eq!(conn.next_send(), None);
-        assert_eq!(conn.take_oldest().map(|r| r.origin_ns), Some(10));
+        assert_eq!(take_oldest(&mut conn, &mut http), Some(10));
         assert!(conn.can_write());
         // Written while the first send is with the kernel: goes out next.
-        conn.write_request(&template, &mut keys, 30, 31);
+        conn.write_request(&mut http, &mut keys, 30, 31);
         conn.send_in_flight = false;
         conn.on_sent(bytes - 1);
         assert_eq!(conn.next_send().unwrap().len(), 1);
@@ -241,8 +248,8 @@ mod tests {
 
     #[test]
     fn reset_keeps_capacity_and_moves_to_the_next_generation() {
-        let (mut conn, template, mut keys) = open_conn(1);
-        conn.write_request(&template, &mut keys, 1, 1);
+        let (mut conn, mut http, mut keys) = open_conn(1);
+        conn.write_request(&mut http, &mut keys, 1, 1);
         let _ = conn.next_send();
         conn.abandon_in_flight();
         let capacity = conn.pending.capacity() + conn.sending.capacity();

@@ -16,9 +16,15 @@
 //!
 //! A draw is a few nanoseconds and formatting writes a handful of digits
 //! into the caller's buffer, so picking a key allocates nothing.
+//!
+//! A sampler can also be confined to a subset of the keys
+//! ([`KeySampler::within`]): it then draws a position in the subset with the
+//! distribution's shape over the subset's size. Shard-aware RPC uses this
+//! to send each shard only the keys it owns.
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::rng::Rng;
 use crate::zipf::Zipf;
@@ -82,6 +88,9 @@ fn parse_key_count(text: &str) -> Result<u64, String> {
 pub struct KeySampler {
     kind: SamplerKind,
     rng: Rng,
+    /// Key indices, ascending, that draws are confined to: the kind draws a
+    /// position in this list.
+    subset: Option<Arc<[u32]>>,
 }
 
 #[derive(Debug, Clone)]
@@ -104,27 +113,67 @@ impl KeySampler {
         KeySampler {
             kind,
             rng: Rng::new(seed, stream),
+            subset: None,
+        }
+    }
+
+    /// A sampler that draws only among `subset` (key indices of `dist`,
+    /// ascending): `uniform` stays uniform over the subset; `zipf:K:S`
+    /// becomes `zipf:len:S` over the subset's positions, so its lowest key
+    /// is its most popular. `hot` has no indices to confine.
+    pub fn within(dist: &KeyDist, subset: Arc<[u32]>, seed: u64, stream: u64) -> KeySampler {
+        assert!(!subset.is_empty(), "a subset to draw from has keys");
+        assert!(subset.windows(2).all(|pair| pair[0] < pair[1]));
+        let len = subset.len() as u64;
+        let confined = match *dist {
+            KeyDist::Uniform { keys } => {
+                assert!(u64::from(subset[subset.len() - 1]) < keys);
+                KeyDist::Uniform { keys: len }
+            }
+            KeyDist::Zipf { keys, exponent } => {
+                assert!(u64::from(subset[subset.len() - 1]) < keys);
+                KeyDist::Zipf {
+                    keys: len,
+                    exponent,
+                }
+            }
+            KeyDist::Hot => panic!("the hot key has no index to confine"),
+        };
+        KeySampler {
+            subset: Some(subset),
+            ..KeySampler::new(&confined, seed, stream)
         }
     }
 
     /// The next key's index; `None` for the hot key.
     pub fn next_index(&mut self) -> Option<u64> {
-        match &self.kind {
-            SamplerKind::Uniform(keys) => Some(self.rng.below(*keys)),
-            SamplerKind::Zipf(zipf) => Some(zipf.sample(&mut self.rng) - 1),
-            SamplerKind::Hot => None,
-        }
+        let drawn = match &self.kind {
+            SamplerKind::Uniform(keys) => self.rng.below(*keys),
+            SamplerKind::Zipf(zipf) => zipf.sample(&mut self.rng) - 1,
+            SamplerKind::Hot => return None,
+        };
+        Some(match &self.subset {
+            None => drawn,
+            Some(subset) => u64::from(subset[drawn as usize]),
+        })
     }
 
     /// Draws the next key and appends its text to `out`.
     pub fn write_next(&mut self, out: &mut Vec<u8>) {
-        match self.next_index() {
-            Some(index) => {
-                out.push(b'k');
-                write_decimal(index, out);
-            }
-            None => out.extend_from_slice(b"hot"),
+        let index = self.next_index();
+        write_key(index, out);
+    }
+}
+
+/// Appends the text of key `index` (`k<index>`), or of the hot key for
+/// `None`.
+pub fn write_key(index: Option<u64>, out: &mut Vec<u8>) {
+    match index {
+        Some(index) => {
+            out.push(b'k');
+            write_decimal(index, out);
         }
+        None => out.extend_from_slice(b"hot"),
     }
 }
 
@@ -210,6 +259,37 @@ mod tests {
             counts.iter().all(|&n| (9_500..10_500).contains(&n)),
             "{counts:?}"
         );
+    }
+
+    #[test]
+    fn confined_samplers_draw_only_their_keys() {
+        let subset: Arc<[u32]> = Arc::from(vec![1u32, 5, 9]);
+        let mut uniform = KeySampler::within(&KeyDist::Uniform { keys: 10 }, subset.clone(), 2, 0);
+        let mut counts = [0u32; 10];
+        for _ in 0..30_000 {
+            counts[uniform.next_index().unwrap() as usize] += 1;
+        }
+        assert_eq!(counts.iter().filter(|&&n| n > 0).count(), 3, "{counts:?}");
+        assert!(
+            [1, 5, 9]
+                .iter()
+                .all(|&k| (9_500..10_500).contains(&counts[k])),
+            "{counts:?}"
+        );
+        let zipf = KeyDist::Zipf {
+            keys: 10,
+            exponent: 1.0,
+        };
+        let mut zipf = KeySampler::within(&zipf, subset, 2, 0);
+        let mut counts = [0u32; 10];
+        for _ in 0..30_000 {
+            counts[zipf.next_index().unwrap() as usize] += 1;
+        }
+        // zipf:3:1 over the subset: its first key is the most popular.
+        assert!(counts[1] > counts[5] && counts[5] > counts[9], "{counts:?}");
+        let mut out = Vec::new();
+        write_key(Some(9), &mut out);
+        assert_eq!(out, b"k9");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use loadgen::cli::{Cli, Command};
-use loadgen::{report, run};
+use loadgen::{report, rpc, run};
 
 /// Exit code for flags that cannot run, as clap uses for its own errors.
 const EXIT_USAGE: u8 = 2;
@@ -19,6 +19,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Http(args) => http(&args),
+        Command::Rpc(args) => rpc(&args),
         Command::Ws(_) => {
             eprintln!(
                 "loadgen: error: `loadgen ws` is not yet supported: WebSocket load arrives \
@@ -48,13 +49,35 @@ fn http(args: &loadgen::cli::HttpArgs) -> ExitCode {
         }
     };
     let info = run::http_info(&plan);
-    if plan.json {
-        println!("{}", report::json(&info, &stats));
+    finish(&info, &stats, plan.json)
+}
+
+fn rpc(args: &loadgen::cli::RpcArgs) -> ExitCode {
+    let plan = match args.plan() {
+        Ok(plan) => plan,
+        Err(err) => {
+            eprintln!("loadgen: error: {err}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match rpc::run_rpc(&plan) {
+        Ok((info, stats)) => finish(&info, &stats, plan.json),
+        Err(message) => {
+            eprintln!("loadgen: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints the report; a run that got no response at all failed.
+fn finish(info: &report::RunInfo, stats: &loadgen::stats::Stats, json: bool) -> ExitCode {
+    if json {
+        println!("{}", report::json(info, stats));
     } else {
-        print!("{}", report::text(&info, &stats));
+        print!("{}", report::text(info, stats));
     }
     if stats.responses_total == 0 {
-        eprintln!("loadgen: error: no response came back from {}", plan.url);
+        eprintln!("loadgen: error: no response came back from {}", info.target);
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

@@ -2,25 +2,41 @@
 //!
 //! The JSON object always has `requests_per_sec`, `p50_us`, `p90_us`,
 //! `p99_us`, `p999_us`, `max_us` and `errors` (the total), with the error
-//! kinds broken down in `errors_by_kind` (`status_<code>` for each error
-//! status, then `timeout`, `reset`, `eof`, `connect`, `protocol`, `io`).
+//! kinds broken down in `errors_by_kind` (`status_<code>` for each HTTP
+//! error status, `rpc_status_<code>` for each RPC one, then `timeout`,
+//! `reset`, `eof`, `connect`, `protocol`, `refused`, `io`). An HTTP run
+//! names its `url`; an RPC run its `addr`, `class`, `shard_aware`, `shards`
+//! and `denied` (rate-limit checks answered but not allowed).
 
 use std::fmt::Write;
 
-use crate::stats::{is_success, Stats};
+use crate::stats::Stats;
 
 /// What was run, for the report's header.
 #[derive(Debug, Clone)]
 pub struct RunInfo {
     pub mode: &'static str,
-    pub url: String,
+    /// The URL of an HTTP run, the address of an RPC run.
+    pub target: String,
     pub method: String,
+    /// What only an RPC run has.
+    pub rpc: Option<RpcInfo>,
     pub keys: String,
     pub connections: usize,
     pub threads: usize,
     pub pipeline: usize,
     pub rate: Option<f64>,
     pub duration_s: f64,
+}
+
+/// The RPC side of a run's description.
+#[derive(Debug, Clone)]
+pub struct RpcInfo {
+    pub class: String,
+    /// Connections went to each shard's own port, with only its keys.
+    pub shard_aware: bool,
+    /// The shards the connections were spread over (1 unless shard-aware).
+    pub shards: usize,
 }
 
 /// Latency percentiles in microseconds.
@@ -70,8 +86,8 @@ fn requests_per_sec(stats: &Stats) -> f64 {
 fn error_kinds(stats: &Stats) -> Vec<(String, u64)> {
     let mut kinds: Vec<(String, u64)> = stats
         .statuses()
-        .filter(|&(status, _)| !is_success(status))
-        .map(|(status, count)| (format!("status_{status}"), count))
+        .filter(|&(status, _)| !stats.kind.is_success(status))
+        .map(|(status, count)| (stats.kind.error_name(status), count))
         .collect();
     kinds.extend(
         stats
@@ -90,7 +106,17 @@ pub fn json(info: &RunInfo, stats: &Stats) -> String {
     let mut out = String::with_capacity(1024);
     out.push('{');
     let _ = write!(out, "\"mode\":{}", json_string(info.mode));
-    let _ = write!(out, ",\"url\":{}", json_string(&info.url));
+    match &info.rpc {
+        None => {
+            let _ = write!(out, ",\"url\":{}", json_string(&info.target));
+        }
+        Some(rpc) => {
+            let _ = write!(out, ",\"addr\":{}", json_string(&info.target));
+            let _ = write!(out, ",\"class\":{}", json_string(&rpc.class));
+            let _ = write!(out, ",\"shard_aware\":{}", rpc.shard_aware);
+            let _ = write!(out, ",\"shards\":{}", rpc.shards);
+        }
+    }
     let _ = write!(out, ",\"method\":{}", json_string(&info.method));
     let _ = write!(out, ",\"keys\":{}", json_string(&info.keys));
     let _ = write!(out, ",\"connections\":{}", info.connections);
@@ -130,6 +156,9 @@ pub fn json(info: &RunInfo, stats: &Stats) -> String {
         let _ = write!(out, "{comma}\"{kind}\":{count}");
     }
     out.push('}');
+    if info.rpc.is_some() {
+        let _ = write!(out, ",\"denied\":{}", stats.denied_total);
+    }
     let _ = write!(out, ",\"connects\":{}", stats.connects_total);
     let _ = write!(out, ",\"unsent\":{}", stats.unsent_total);
     out.push('}');
@@ -144,11 +173,27 @@ pub fn text(info: &RunInfo, stats: &Stats) -> String {
         Some(rate) => format!("open loop at {} req/s", group(rate.round() as u64)),
         None => "closed loop".to_string(),
     };
-    let _ = writeln!(
-        out,
-        "loadgen {}: {} {}, keys {}",
-        info.mode, info.method, info.url, info.keys
-    );
+    match &info.rpc {
+        None => {
+            let _ = writeln!(
+                out,
+                "loadgen {}: {} {}, keys {}",
+                info.mode, info.method, info.target, info.keys
+            );
+        }
+        Some(rpc) => {
+            let routing = if rpc.shard_aware {
+                format!("shard-aware over {} shard ports", rpc.shards)
+            } else {
+                "shared port".to_string()
+            };
+            let _ = writeln!(
+                out,
+                "loadgen {}: {}.{} at {} ({routing}), keys {}",
+                info.mode, rpc.class, info.method, info.target, info.keys
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "  {} connections on {} thread{}, pipeline {}, {}, {}s",
@@ -192,6 +237,13 @@ pub fn text(info: &RunInfo, stats: &Stats) -> String {
         let _ = write!(out, " ({})", kinds.join(", "));
     }
     out.push('\n');
+    if info.rpc.is_some() && stats.denied_total > 0 {
+        let _ = writeln!(
+            out,
+            "  denied     {} rate-limit checks were answered but not allowed (not errors)",
+            group(stats.denied_total)
+        );
+    }
     if stats.unsent_total > 0 {
         let _ = writeln!(
             out,
@@ -253,12 +305,14 @@ fn json_string(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::StatusKind;
 
     fn info() -> RunInfo {
         RunInfo {
             mode: "http",
-            url: "http://127.0.0.1:1/\"q\"".into(),
+            target: "http://127.0.0.1:1/\"q\"".into(),
             method: "GET".into(),
+            rpc: None,
             keys: "hot".into(),
             connections: 2,
             threads: 1,
@@ -270,7 +324,7 @@ mod tests {
 
     #[test]
     fn json_has_the_promised_fields() {
-        let mut stats = Stats::new();
+        let mut stats = Stats::new(StatusKind::Http);
         stats.record_response(200, 100_000);
         stats.record_response(429, 300_000);
         stats.errors.timeout = 2;
@@ -295,13 +349,52 @@ mod tests {
 
     #[test]
     fn text_reads_like_a_report() {
-        let mut stats = Stats::new();
+        let mut stats = Stats::new(StatusKind::Http);
         stats.record_response(200, 1_500_000);
         stats.elapsed_ns = 1_000_000_000;
         let text = text(&info(), &stats);
         assert!(text.contains("requests   1 in 1.00s: 1 req/s"), "{text}");
         assert!(text.contains("p50 1.50ms"), "{text}");
         assert!(text.contains("errors     0\n"), "{text}");
+    }
+
+    #[test]
+    fn rpc_runs_name_their_statuses_and_denials() {
+        let mut stats = Stats::new(StatusKind::Rpc);
+        stats.record_response(0, 100_000);
+        stats.record_response(2, 100_000);
+        stats.denied_total = 1;
+        stats.elapsed_ns = 1_000_000_000;
+        let info = RunInfo {
+            mode: "rpc",
+            target: "127.0.0.1:7070".into(),
+            method: "check".into(),
+            rpc: Some(RpcInfo {
+                class: "ratelimit".into(),
+                shard_aware: true,
+                shards: 2,
+            }),
+            ..info()
+        };
+        let json = json(&info, &stats);
+        for field in [
+            "\"addr\":\"127.0.0.1:7070\"",
+            "\"class\":\"ratelimit\"",
+            "\"shard_aware\":true",
+            "\"errors\":1",
+            "\"errors_by_kind\":{\"rpc_status_2\":1}",
+            "\"status\":{\"0\":1,\"2\":1}",
+            "\"denied\":1",
+        ] {
+            assert!(json.contains(field), "{field} missing from {json}");
+        }
+        assert!(!json.contains("\"url\""), "{json}");
+        let text = text(&info, &stats);
+        assert!(
+            text.contains("ratelimit.check at 127.0.0.1:7070 (shard-aware"),
+            "{text}"
+        );
+        assert!(text.contains("denied     1"), "{text}");
     }
 
     #[test]

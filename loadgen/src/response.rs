@@ -93,7 +93,7 @@ impl ResponseReader {
         }
     }
 
-    /// Where the next receive writes. Never empty: [`Self::make_room`] runs
+    /// Where the next receive writes. Never empty: `make_room` runs
     /// after every round of parsing.
     pub fn recv_window(&mut self) -> &mut [u8] {
         &mut self.buf[self.filled..]

@@ -2,7 +2,9 @@
 //! together, their statistics merged when the duration is up.
 //!
 //! Connection `g` of the run goes to thread `g % threads`, so each thread's
-//! share of an open-loop schedule is itself evenly spaced. While the
+//! share of an open-loop schedule is itself evenly spaced. Within a thread,
+//! connection `g` goes to target `g % targets` (one target, except for a
+//! shard-aware RPC run, which has one per shard). While the
 //! workers run, the main thread only draws the progress line (when stderr
 //! is a terminal) from counters each worker publishes once per loop turn.
 
@@ -14,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use crate::cli::HttpRun;
 use crate::keys::KeySampler;
+use crate::protocol::{Http, Protocol};
 use crate::report::{group, RunInfo};
 use crate::socket;
-use crate::stats::Stats;
-use crate::worker::{LiveCounters, Worker, WorkerPlan};
+use crate::stats::{Stats, StatusKind};
+use crate::worker::{LiveCounters, TargetPlan, Worker, WorkerPlan};
 
 /// How often the progress line is redrawn.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -28,8 +31,9 @@ const POLL_EVERY: Duration = Duration::from_millis(50);
 pub fn http_info(run: &HttpRun) -> RunInfo {
     RunInfo {
         mode: "http",
-        url: run.url.clone(),
+        target: run.url.clone(),
         method: run.method.clone(),
+        rpc: None,
         keys: run.keys.to_string(),
         connections: run.connections,
         threads: run.threads,
@@ -43,7 +47,51 @@ pub fn http_info(run: &HttpRun) -> RunInfo {
 /// a failure of this machine (a ring that cannot be set up), not of the
 /// target.
 pub fn run_http(run: &HttpRun) -> Result<Stats, String> {
-    let threads = run.threads;
+    let shape = RunShape {
+        connections: run.connections,
+        threads: run.threads,
+        cpus: run.cpus.clone(),
+        pipeline: run.pipeline,
+        rate: run.rate,
+        duration: run.duration,
+        timeout: run.timeout,
+    };
+    let protocol = Http {
+        template: run.template.clone(),
+    };
+    run_workers(&shape, |index| {
+        (
+            protocol.clone(),
+            vec![TargetPlan {
+                addr: run.addr,
+                keys: KeySampler::new(&run.keys, run.seed, index as u64),
+            }],
+        )
+    })
+}
+
+/// The shape of a run, whatever its protocol.
+#[derive(Debug, Clone)]
+pub struct RunShape {
+    pub connections: usize,
+    pub threads: usize,
+    /// CPU of each thread, when pinned.
+    pub cpus: Option<Vec<usize>>,
+    pub pipeline: usize,
+    pub rate: Option<f64>,
+    pub duration: Duration,
+    pub timeout: Duration,
+}
+
+/// Runs `shape` with the protocol and targets `setup` gives each worker
+/// (by index) and returns the merged statistics.
+pub fn run_workers<P, F>(shape: &RunShape, setup: F) -> Result<Stats, String>
+where
+    P: Protocol + Send + 'static,
+    F: Fn(usize) -> (P, Vec<TargetPlan>),
+{
+    let threads = shape.threads;
+    let mut kind = StatusKind::Http;
     let live: Vec<Arc<LiveCounters>> = (0..threads).map(|_| Arc::default()).collect();
     let start = Arc::new(StartLine {
         // Workers and the main thread meet here once every ring is ready,
@@ -54,9 +102,26 @@ pub fn run_http(run: &HttpRun) -> Result<Stats, String> {
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     let mut handles = Vec::with_capacity(threads);
     for index in 0..threads {
+        let (protocol, targets) = setup(index);
+        kind = protocol.status_kind();
+        let plan = WorkerPlan {
+            protocol,
+            targets,
+            conns: (index..shape.connections)
+                .step_by(threads)
+                .map(|g| g as u64)
+                .collect(),
+            conns_total: shape.connections as u64,
+            pipeline: shape.pipeline,
+            rate: shape.rate,
+            duration: shape.duration,
+            timeout: shape.timeout,
+        };
+        let cpu = shape.cpus.as_ref().map(|cpus| cpus[index]);
         let live = Arc::clone(&live[index]);
         handles.push(spawn_worker(
-            run,
+            plan,
+            cpu,
             index,
             live,
             Arc::clone(&start),
@@ -75,9 +140,9 @@ pub fn run_http(run: &HttpRun) -> Result<Stats, String> {
     start.abort.store(error.is_some(), Ordering::Relaxed);
     start.barrier.wait();
     if io::stderr().is_terminal() && error.is_none() {
-        show_progress(&handles, &live, run.duration);
+        show_progress(&handles, &live, shape.duration);
     }
-    let mut merged = Stats::new();
+    let mut merged = Stats::new(kind);
     for handle in handles {
         match handle.join() {
             Ok(Ok(stats)) => merged.merge(&stats),
@@ -100,28 +165,15 @@ struct StartLine {
 
 /// Starts worker `index`: it pins itself, sets up its ring, reports on
 /// `ready`, waits at the start line and runs.
-fn spawn_worker(
-    run: &HttpRun,
+fn spawn_worker<P: Protocol + Send + 'static>(
+    plan: WorkerPlan<P>,
+    cpu: Option<usize>,
     index: usize,
     live: Arc<LiveCounters>,
     start: Arc<StartLine>,
     ready: mpsc::Sender<Result<(), String>>,
 ) -> Result<thread::JoinHandle<Result<Stats, String>>, String> {
-    let plan = WorkerPlan {
-        addr: run.addr,
-        template: run.template.clone(),
-        keys: KeySampler::new(&run.keys, run.seed, index as u64),
-        conns: (index..run.connections)
-            .step_by(run.threads)
-            .map(|g| g as u64)
-            .collect(),
-        conns_total: run.connections as u64,
-        pipeline: run.pipeline,
-        rate: run.rate,
-        duration: run.duration,
-        timeout: run.timeout,
-    };
-    let cpu = run.cpus.as_ref().map(|cpus| cpus[index]);
+    let kind = plan.protocol.status_kind();
     thread::Builder::new()
         .name(format!("loadgen-{index}"))
         .spawn(move || {
@@ -136,7 +188,7 @@ fn spawn_worker(
             start.barrier.wait();
             let worker = worker?;
             if start.abort.load(Ordering::Relaxed) {
-                return Ok(Stats::new());
+                return Ok(Stats::new(kind));
             }
             worker
                 .run()

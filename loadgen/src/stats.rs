@@ -11,8 +11,37 @@ use hdrhistogram::Histogram;
 /// possible in open loop, where latency counts from the intended send time)
 /// are recorded as this.
 pub const LATENCY_NS_MAX: u64 = 3_600_000_000_000;
-/// Status codes are three digits.
+/// Status codes counted one by one; a higher code (no HTTP status, and no
+/// RPC status durin defines) is counted as `STATUS_CODES - 1`.
 const STATUS_CODES: usize = 1000;
+
+/// Which protocol's status codes a [`Stats`] counts, which decides the codes
+/// that are errors and how they are named in reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusKind {
+    /// HTTP: 2xx and 3xx are answers, anything else an error, `status_<code>`.
+    Http,
+    /// durin RPC: 0 (`OK`) is an answer, anything else an error,
+    /// `rpc_status_<code>`.
+    Rpc,
+}
+
+impl StatusKind {
+    pub fn is_success(self, status: u16) -> bool {
+        match self {
+            StatusKind::Http => (200..400).contains(&status),
+            StatusKind::Rpc => status == durin_proto::rpc::status::OK,
+        }
+    }
+
+    /// The name of an error status in `errors_by_kind`.
+    pub fn error_name(self, status: u16) -> String {
+        match self {
+            StatusKind::Http => format!("status_{status}"),
+            StatusKind::Rpc => format!("rpc_status_{status}"),
+        }
+    }
+}
 
 /// Why a connection failed, costing the requests it had in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +50,8 @@ pub enum Failure {
     Reset,
     Eof,
     Protocol,
+    /// The server refused the RPC handshake.
+    Refused,
     Io,
 }
 
@@ -36,25 +67,28 @@ pub struct ErrorCounts {
     pub eof: u64,
     /// A connection attempt failed or timed out (counted per attempt).
     pub connect: u64,
-    /// A response that could not be framed.
+    /// A response that could not be framed, or that answers no request.
     pub protocol: u64,
+    /// The server refused the RPC handshake (counted per attempt).
+    pub refused: u64,
     /// Any other socket error.
     pub io: u64,
 }
 
 impl ErrorCounts {
     pub fn total(&self) -> u64 {
-        self.timeout + self.reset + self.eof + self.connect + self.protocol + self.io
+        self.timeout + self.reset + self.eof + self.connect + self.protocol + self.refused + self.io
     }
 
     /// `(name, count)` for every kind, in a fixed order for reports.
-    pub fn kinds(&self) -> [(&'static str, u64); 6] {
+    pub fn kinds(&self) -> [(&'static str, u64); 7] {
         [
             ("timeout", self.timeout),
             ("reset", self.reset),
             ("eof", self.eof),
             ("connect", self.connect),
             ("protocol", self.protocol),
+            ("refused", self.refused),
             ("io", self.io),
         ]
     }
@@ -66,6 +100,7 @@ impl ErrorCounts {
             Failure::Reset => &mut self.reset,
             Failure::Eof => &mut self.eof,
             Failure::Protocol => &mut self.protocol,
+            Failure::Refused => &mut self.refused,
             Failure::Io => &mut self.io,
         };
         *counter += count;
@@ -77,18 +112,24 @@ impl ErrorCounts {
         self.eof += other.eof;
         self.connect += other.connect;
         self.protocol += other.protocol;
+        self.refused += other.refused;
         self.io += other.io;
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct Stats {
+    /// Whose status codes these are.
+    pub kind: StatusKind,
     /// Latency of every response, in nanoseconds.
     pub latency_ns: Histogram<u64>,
     /// Responses received, whatever their status.
     pub responses_total: u64,
-    /// Responses whose status is not 2xx or 3xx.
+    /// Responses whose status is an error for `kind`.
     pub error_statuses_total: u64,
+    /// Rate-limit checks answered OK but denied (RPC `ratelimit.check`):
+    /// answers, not errors, counted apart so a run shows what it measured.
+    pub denied_total: u64,
     status_counts: Box<[u64; STATUS_CODES]>,
     pub errors: ErrorCounts,
     /// Connections established, the first ones included.
@@ -100,19 +141,15 @@ pub struct Stats {
     pub elapsed_ns: u64,
 }
 
-impl Default for Stats {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Stats {
-    pub fn new() -> Stats {
+    pub fn new(kind: StatusKind) -> Stats {
         Stats {
+            kind,
             latency_ns: Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3)
                 .expect("the bounds are constants that HdrHistogram accepts"),
             responses_total: 0,
             error_statuses_total: 0,
+            denied_total: 0,
             status_counts: Box::new([0; STATUS_CODES]),
             errors: ErrorCounts::default(),
             connects_total: 0,
@@ -124,7 +161,7 @@ impl Stats {
     /// Counts one response.
     pub fn record_response(&mut self, status: u16, latency_ns: u64) {
         self.responses_total += 1;
-        if !is_success(status) {
+        if !self.kind.is_success(status) {
             self.error_statuses_total += 1;
         }
         self.status_counts[usize::from(status).min(STATUS_CODES - 1)] += 1;
@@ -146,11 +183,13 @@ impl Stats {
     }
 
     pub fn merge(&mut self, other: &Stats) {
+        assert_eq!(self.kind, other.kind, "one run speaks one protocol");
         self.latency_ns
             .add(&other.latency_ns)
             .expect("histograms with the same bounds always merge");
         self.responses_total += other.responses_total;
         self.error_statuses_total += other.error_statuses_total;
+        self.denied_total += other.denied_total;
         for (mine, theirs) in self
             .status_counts
             .iter_mut()
@@ -165,23 +204,18 @@ impl Stats {
     }
 }
 
-/// 2xx and 3xx are answers; everything else is an error.
-pub fn is_success(status: u16) -> bool {
-    (200..400).contains(&status)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn merges_counts_and_histograms() {
-        let mut a = Stats::new();
+        let mut a = Stats::new(StatusKind::Http);
         a.record_response(200, 1_000);
         a.record_response(429, 2_000);
         a.errors.timeout = 1;
         a.elapsed_ns = 5;
-        let mut b = Stats::new();
+        let mut b = Stats::new(StatusKind::Http);
         b.record_response(200, 3_000);
         b.errors.reset = 2;
         b.elapsed_ns = 7;
@@ -197,10 +231,21 @@ mod tests {
 
     #[test]
     fn clamps_what_the_histogram_cannot_hold() {
-        let mut stats = Stats::new();
+        let mut stats = Stats::new(StatusKind::Http);
         stats.record_response(200, 0);
         stats.record_response(200, u64::MAX);
         assert_eq!(stats.latency_ns.min(), 1);
         assert!(stats.latency_ns.max() >= LATENCY_NS_MAX);
+    }
+
+    #[test]
+    fn rpc_statuses_fail_unless_ok() {
+        let mut stats = Stats::new(StatusKind::Rpc);
+        stats.record_response(0, 1_000);
+        stats.record_response(3, 1_000);
+        stats.record_response(200, 1_000);
+        assert_eq!(stats.error_statuses_total, 2);
+        assert_eq!(StatusKind::Rpc.error_name(3), "rpc_status_3");
+        assert_eq!(StatusKind::Http.error_name(429), "status_429");
     }
 }

@@ -81,6 +81,33 @@ impl Target {
         })
     }
 
+    /// A bare `host:port` address (for RPC), with the port required; the
+    /// path is `/` and has no key.
+    pub fn parse_addr(text: &str) -> Result<Target, String> {
+        if text.len() > URL_BYTES_MAX || text.contains(['/', '?', '#', '@']) || text.contains("://")
+        {
+            return Err(format!(
+                "`{text}` is not an address: use host:port, e.g. 127.0.0.1:7070"
+            ));
+        }
+        let has_port = match text.rsplit_once(':') {
+            Some((host, _)) => !host.is_empty() && (!host.starts_with('[') || host.ends_with(']')),
+            None => false,
+        };
+        if !has_port {
+            return Err(format!(
+                "`{text}` needs a port: use host:port, e.g. 127.0.0.1:7070"
+            ));
+        }
+        let (host, port) = split_authority(text)?;
+        Ok(Target {
+            host,
+            port,
+            authority: text.to_string(),
+            path_parts: vec!["/".to_string()],
+        })
+    }
+
     /// Whether the path has a `{key}` for the key distribution to fill.
     pub fn has_key(&self) -> bool {
         self.path_parts.len() > 1
@@ -203,7 +230,10 @@ mod tests {
         assert_eq!(target.host, "::1");
         assert_eq!(target.port, 9000);
         assert_eq!(target.authority, "[::1]:9000");
-        assert_eq!(target.resolve().unwrap(), "[::1]:9000".parse().unwrap());
+        assert_eq!(
+            target.resolve().unwrap(),
+            "[::1]:9000".parse::<SocketAddr>().unwrap()
+        );
         assert_eq!(Target::parse("http://[::1]/").unwrap().port, 80);
     }
 
@@ -255,8 +285,34 @@ mod tests {
     }
 
     #[test]
+    fn reads_bare_addresses_with_ports() {
+        let target = Target::parse_addr("127.0.0.1:7070").unwrap();
+        assert_eq!((target.host.as_str(), target.port), ("127.0.0.1", 7070));
+        assert_eq!(Target::parse_addr("[::1]:9").unwrap().host, "::1");
+        assert_eq!(Target::parse_addr("localhost:1").unwrap().port, 1);
+        for bad in [
+            "127.0.0.1",
+            "[::1]",
+            ":7070",
+            "http://127.0.0.1:7070",
+            "127.0.0.1:7070/x",
+            "127.0.0.1:0",
+            "127.0.0.1:x",
+            "",
+        ] {
+            assert!(
+                Target::parse_addr(bad).is_err(),
+                "`{bad}` should be refused"
+            );
+        }
+    }
+
+    #[test]
     fn localhost_resolves_to_ipv4_loopback() {
         let target = Target::parse("http://localhost:8080/").unwrap();
-        assert_eq!(target.resolve().unwrap(), "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            target.resolve().unwrap(),
+            "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
+        );
     }
 }

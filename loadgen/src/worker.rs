@@ -10,8 +10,13 @@
 //!    completions until the next timer: the next scheduled request, the next
 //!    housekeeping pass, or the end of the run.
 //! 3. The receive completes; every complete response in the buffer is
-//!    matched, in order, with the oldest unanswered request and its latency
-//!    recorded. The freed pipeline slots are refilled at once (step 1).
+//!    matched with the request it answers (HTTP: the oldest unanswered one;
+//!    RPC: the one with its request ID) and its latency recorded. The freed
+//!    pipeline slots are refilled at once (step 1).
+//!
+//! What the bytes are is the [`Protocol`]'s business; the worker only
+//! moves them. A protocol with a handshake (RPC) sends its hello when the
+//! connection opens and takes requests once the answer is in.
 //!
 //! Every submission's `user_data` names the operation, the slot and the
 //! slot's generation. A slot is only reused once none of its operations is
@@ -31,7 +36,7 @@ use io_uring::{opcode, squeue, types, IoUring};
 
 use crate::conn::{Conn, ConnState};
 use crate::keys::KeySampler;
-use crate::request::RequestTemplate;
+use crate::protocol::{Protocol, Session};
 use crate::ring::{
     build_ring, is_transient, is_transient_errno, push, token, untoken, Op, CQ_ENTRIES_MAX,
     GENERATION_MASK, SQ_ENTRIES,
@@ -58,11 +63,17 @@ const RECONNECT_BACKOFF_MAX_NS: u64 = 1_000_000_000;
 /// operation before it gives up and leaks the buffers instead.
 const FINISH_GRACE_NS: u64 = 2_000_000_000;
 
-/// What one worker is asked to do.
-pub struct WorkerPlan {
+/// Where a worker's connections go, and which keys they ask for there.
+pub struct TargetPlan {
     pub addr: SocketAddr,
-    pub template: RequestTemplate,
     pub keys: KeySampler,
+}
+
+/// What one worker is asked to do.
+pub struct WorkerPlan<P> {
+    pub protocol: P,
+    /// Connection `g` of the run goes to target `g % targets.len()`.
+    pub targets: Vec<TargetPlan>,
     /// Global indices of this worker's connections, ascending.
     pub conns: Vec<u64>,
     pub conns_total: u64,
@@ -88,18 +99,24 @@ struct Completion {
     result: i32,
 }
 
+/// One target as a worker holds it.
+struct WorkerTarget {
+    addr: SocketAddr,
+    /// The kernel reads this while a connect is in flight, so it lives on
+    /// the heap where moving the worker does not move it.
+    sockaddr: Box<(libc::sockaddr_storage, libc::socklen_t)>,
+    keys: KeySampler,
+}
+
 /// A worker's state; it lives on, and must only be used from, the thread
 /// that created it (the ring is set up single-issuer).
-pub struct Worker {
+pub struct Worker<P: Protocol> {
     ring: IoUring,
-    conns: Vec<Conn>,
-    template: RequestTemplate,
-    keys: KeySampler,
+    conns: Vec<Conn<P::Session>>,
+    protocol: P,
+    targets: Vec<WorkerTarget>,
     schedule: Option<Schedule>,
-    addr: SocketAddr,
-    /// The kernel reads these while a connect is in flight, so they live on
-    /// the heap where moving the worker does not move them.
-    sockaddr: Box<(libc::sockaddr_storage, libc::socklen_t)>,
+    /// The kernel reads this while a connect is in flight.
     connect_timeout: Box<types::Timespec>,
     stats: Stats,
     live: Arc<LiveCounters>,
@@ -113,22 +130,42 @@ pub struct Worker {
     completions: Vec<Completion>,
 }
 
-impl Worker {
+impl<P: Protocol> Worker<P> {
     /// Sets up the ring and the connection slots; call on the worker's own
     /// thread.
-    pub fn new(plan: WorkerPlan, live: Arc<LiveCounters>) -> io::Result<Worker> {
+    pub fn new(plan: WorkerPlan<P>, live: Arc<LiveCounters>) -> io::Result<Worker<P>> {
         assert!(!plan.conns.is_empty() && plan.conns.len() <= CONNS_PER_WORKER_MAX);
+        assert!(
+            !plan.targets.is_empty(),
+            "a worker has somewhere to connect"
+        );
         let cq_entries = (CQES_PER_CONN * plan.conns.len() + 64)
             .next_power_of_two()
             // The kernel wants at least as many completion entries as
             // submission entries.
             .clamp(2 * SQ_ENTRIES as usize, CQ_ENTRIES_MAX);
-        let request_bytes = plan.template.fixed_bytes() + 32;
+        let protocol = plan.protocol;
+        let request_bytes = protocol.request_bytes() + 32;
+        let targets_total = plan.targets.len();
         let conns = plan
             .conns
             .iter()
-            .map(|&global| Conn::new(global, plan.pipeline, request_bytes))
+            .map(|&global| {
+                let target = (global % targets_total as u64) as usize;
+                let session = protocol.session(target, plan.pipeline);
+                Conn::new(global, target, session, plan.pipeline, request_bytes)
+            })
             .collect();
+        let targets = plan
+            .targets
+            .into_iter()
+            .map(|target| WorkerTarget {
+                addr: target.addr,
+                sockaddr: Box::new(socket::to_sockaddr(target.addr)),
+                keys: target.keys,
+            })
+            .collect();
+        let stats = Stats::new(protocol.status_kind());
         let schedule = plan
             .rate
             .map(|rate| Schedule::new(rate, plan.conns_total, plan.conns.clone()));
@@ -136,17 +173,15 @@ impl Worker {
         Ok(Worker {
             ring: build_ring(cq_entries as u32)?,
             conns,
-            template: plan.template,
-            keys: plan.keys,
+            protocol,
+            targets,
             schedule,
-            addr: plan.addr,
-            sockaddr: Box::new(socket::to_sockaddr(plan.addr)),
             connect_timeout: Box::new(
                 types::Timespec::new()
                     .sec(timeout.as_secs())
                     .nsec(timeout.subsec_nanos()),
             ),
-            stats: Stats::new(),
+            stats,
             live,
             start: Instant::now(),
             deadline_ns: duration_ns(plan.duration),
@@ -239,16 +274,18 @@ impl Worker {
     /// Writes as many requests as the connection may send now.
     fn fill(&mut self, slot: usize, now_ns: u64, schedule: Option<&Schedule>) {
         let conn = &mut self.conns[slot];
+        let keys = &mut self.targets[conn.target].keys;
+        let protocol = &mut self.protocol;
         match schedule {
             None => {
                 while conn.can_write() {
-                    conn.write_request(&self.template, &mut self.keys, now_ns, now_ns);
+                    conn.write_request(protocol, keys, now_ns, now_ns);
                 }
             }
             Some(schedule) => {
                 while conn.can_write() && conn.issued < conn.due {
                     let origin_ns = schedule.intended_ns(conn.global_index, conn.issued);
-                    conn.write_request(&self.template, &mut self.keys, origin_ns, now_ns);
+                    conn.write_request(protocol, keys, origin_ns, now_ns);
                 }
             }
         }
@@ -266,16 +303,11 @@ impl Worker {
     /// Times out requests and connects again where a backoff has passed.
     fn housekeeping(&mut self, now_ns: u64) {
         for slot in 0..self.conns.len() {
-            let conn = &self.conns[slot];
+            let conn = &mut self.conns[slot];
             match conn.state {
                 ConnState::Idle { at_ns } if at_ns <= now_ns => self.connect(slot, now_ns),
-                ConnState::Open => {
-                    let expired = conn
-                        .oldest()
-                        .is_some_and(|oldest| now_ns - oldest.written_ns >= self.timeout_ns);
-                    if expired {
-                        self.close(slot, Some(Failure::Timeout), now_ns);
-                    }
+                ConnState::Open if conn.session.timed_out(now_ns, self.timeout_ns) => {
+                    self.close(slot, Some(Failure::Timeout), now_ns);
                 }
                 _ => {}
             }
@@ -340,8 +372,11 @@ impl Worker {
             self.close(slot, None, now_ns);
             return;
         }
-        conn.state = ConnState::Open;
-        conn.connect_failures = 0;
+        conn.open(&mut self.protocol, now_ns);
+        if conn.session.ready() {
+            // A protocol with a handshake resets this once it is through.
+            conn.connect_failures = 0;
+        }
         self.stats.connects_total += 1;
         self.progress(slot, now_ns);
     }
@@ -356,15 +391,18 @@ impl Worker {
         }
         match result {
             n if n > 0 => {
-                conn.reader.on_received(n as usize);
+                conn.session.on_received(n as usize);
                 if !self.read_responses(slot, now_ns) {
                     return;
                 }
             }
             0 => {
                 // The server closed. Between requests that is its right; with
-                // requests unanswered it cost them.
-                let cost = conn.in_flight_count() > 0 || conn.reader.mid_response();
+                // requests unanswered, or a handshake unfinished, it cost
+                // them.
+                let cost = conn.in_flight_count() > 0
+                    || conn.session.mid_response()
+                    || !conn.session.ready();
                 self.close(slot, cost.then_some(Failure::Eof), now_ns);
                 return;
             }
@@ -380,20 +418,14 @@ impl Worker {
     /// Records every complete response; false when the connection had to
     /// close.
     fn read_responses(&mut self, slot: usize, now_ns: u64) -> bool {
-        let head_only = self.template.head_only();
         loop {
             let conn = &mut self.conns[slot];
-            match conn.reader.next_response(head_only) {
-                Ok(Some(response)) => {
-                    let Some(request) = conn.take_oldest() else {
-                        // A response nobody asked for: the stream is out of
-                        // step and nothing after it can be trusted.
-                        self.close(slot, Some(Failure::Protocol), now_ns);
-                        return false;
-                    };
-                    let latency_ns = now_ns.saturating_sub(request.origin_ns);
-                    self.stats.record_response(response.status, latency_ns);
-                    if response.close {
+            match self.protocol.next_answer(&mut conn.session) {
+                Ok(Some(answer)) => {
+                    let latency_ns = now_ns.saturating_sub(answer.request.origin_ns);
+                    self.stats.record_response(answer.status, latency_ns);
+                    self.stats.denied_total += u64::from(answer.denied);
+                    if answer.close {
                         // Requests pipelined behind this one will not be
                         // answered on this connection.
                         let cost = conn.in_flight_count() > 0;
@@ -401,9 +433,19 @@ impl Worker {
                         return false;
                     }
                 }
-                Ok(None) => return true,
-                Err(_) => {
-                    self.close(slot, Some(Failure::Protocol), now_ns);
+                Ok(None) => {
+                    if conn.session.ready() {
+                        conn.connect_failures = 0;
+                    }
+                    return true;
+                }
+                Err(failure) => {
+                    if failure == Failure::Refused {
+                        // Back off as from a failed connect: a server that
+                        // refuses will refuse again.
+                        conn.connect_failures += 1;
+                    }
+                    self.close(slot, Some(failure), now_ns);
                     return false;
                 }
             }
@@ -437,7 +479,8 @@ impl Worker {
     fn connect(&mut self, slot: usize, now_ns: u64) {
         let conn = &mut self.conns[slot];
         assert!(matches!(conn.state, ConnState::Idle { .. }));
-        let fd = match socket::tcp_socket(self.addr) {
+        let target = &self.targets[conn.target];
+        let fd = match socket::tcp_socket(target.addr) {
             Ok(fd) => fd,
             Err(_) => {
                 // Out of descriptors or memory: count it and try later.
@@ -453,8 +496,8 @@ impl Worker {
         let entries = [
             opcode::Connect::new(
                 types::Fd(fd.as_raw_fd()),
-                (&raw const self.sockaddr.0).cast(),
-                self.sockaddr.1,
+                (&raw const target.sockaddr.0).cast(),
+                target.sockaddr.1,
             )
             .build()
             .flags(squeue::Flags::IO_LINK)
@@ -467,7 +510,8 @@ impl Worker {
         conn.state = ConnState::Connecting { since_ns: now_ns };
         conn.connect_in_flight = true;
         // SAFETY: the sockaddr and the timespec are boxed in the worker and
-        // outlive the ring's use of them.
+        // outlive the ring's use of them (targets are never dropped or
+        // replaced while the worker runs).
         unsafe { push(&mut self.ring, &entries) };
     }
 
@@ -496,7 +540,7 @@ impl Worker {
         }
         let generation = conn.generation;
         let fd = conn.raw_fd();
-        let window = conn.reader.recv_window();
+        let window = conn.session.recv_window();
         assert!(!window.is_empty(), "parsing leaves room to receive");
         let len = u32::try_from(window.len()).expect("receive buffers are bounded at 64 KiB");
         let entry = opcode::Recv::new(types::Fd(fd), window.as_mut_ptr(), len)
