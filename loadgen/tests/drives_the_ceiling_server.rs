@@ -2,37 +2,16 @@
 //! for about a second and must come back with responses, no errors, and the
 //! JSON fields scripts rely on.
 
+mod common;
+
+use common::{loadgen_json, number};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 
-/// The `ceiling` binary, built on first use if no build of it is found.
+/// The `ceiling` binary.
 fn ceiling_binary() -> PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-                || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
-                PathBuf::from,
-            );
-            let debug = target.join("debug/ceiling");
-            for candidate in [&debug, &target.join("release/ceiling")] {
-                if candidate.is_file() {
-                    return candidate.clone();
-                }
-            }
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["build", "-p", "bench", "--bin", "ceiling"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "building the ceiling server failed");
-            assert!(debug.is_file(), "cargo built no {}", debug.display());
-            debug
-        })
-        .clone()
+    common::workspace_binary("bench", "ceiling")
 }
 
 /// A running ceiling server, killed when dropped.
@@ -67,39 +46,6 @@ impl Drop for Ceiling {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Runs loadgen and returns its JSON summary, asserting that it succeeded.
-fn loadgen_json(args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("loadgen runs");
-    let stdout = String::from_utf8(output.stdout).expect("utf-8 output");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "loadgen failed: {stderr}\n{stdout}"
-    );
-    assert_eq!(stdout.lines().count(), 1, "one JSON line: {stdout}");
-    stdout
-}
-
-/// The number after `"field":` in a flat JSON object.
-fn number(json: &str, field: &str) -> f64 {
-    let key = format!("\"{field}\":");
-    let start = json
-        .find(&key)
-        .unwrap_or_else(|| panic!("{field} missing from {json}"))
-        + key.len();
-    let digits: String = json[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
-    digits
-        .parse()
-        .unwrap_or_else(|_| panic!("{field} is not a number in {json}"))
 }
 
 #[test]

@@ -2,38 +2,17 @@
 //! RPC port and a shard-aware run over the shards' own ports each run for
 //! about a second and must come back with answers and no errors.
 
+mod common;
+
+use common::{loadgen_json, number};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The `durin` binary, built on first use if no build of it is found.
+/// The `durin` binary.
 fn durin_binary() -> PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-                || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
-                PathBuf::from,
-            );
-            let debug = target.join("debug/durin");
-            for candidate in [&debug, &target.join("release/durin")] {
-                if candidate.is_file() {
-                    return candidate.clone();
-                }
-            }
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["build", "-p", "durin", "--bin", "durin"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "building durin failed");
-            assert!(debug.is_file(), "cargo built no {}", debug.display());
-            debug
-        })
-        .clone()
+    common::workspace_binary("durin", "durin")
 }
 
 /// A directory of its own under the system's temporary directory, removed
@@ -121,47 +100,27 @@ impl Drop for Durin {
 /// Runs `loadgen rpc` and returns its JSON summary, asserting that it
 /// succeeded.
 fn loadgen_rpc(durin: &Durin, extra: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["rpc", "--addr", &durin.rpc_addr])
-        .args(["--class", "ratelimit", "--method", "check"])
-        .args([
-            "--keys",
-            "uniform:1000",
-            "-c",
-            "8",
-            "-d",
-            "1s",
-            "--threads",
-            "1",
-        ])
-        .args(extra)
-        .arg("--json")
-        .output()
-        .expect("loadgen runs");
-    let stdout = String::from_utf8(output.stdout).expect("utf-8 output");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "loadgen failed: {stderr}\n{stdout}"
-    );
-    assert_eq!(stdout.lines().count(), 1, "one JSON line: {stdout}");
-    stdout
-}
-
-/// The number after `"field":` in a flat JSON object.
-fn number(json: &str, field: &str) -> f64 {
-    let key = format!("\"{field}\":");
-    let start = json
-        .find(&key)
-        .unwrap_or_else(|| panic!("{field} missing from {json}"))
-        + key.len();
-    let digits: String = json[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
-    digits
-        .parse()
-        .unwrap_or_else(|_| panic!("{field} is not a number in {json}"))
+    let mut args = vec![
+        "rpc",
+        "--addr",
+        &durin.rpc_addr,
+        "--class",
+        "ratelimit",
+        "--method",
+        "check",
+    ];
+    args.extend([
+        "--keys",
+        "uniform:1000",
+        "-c",
+        "8",
+        "-d",
+        "1s",
+        "--threads",
+        "1",
+    ]);
+    args.extend(extra);
+    loadgen_json(&args)
 }
 
 fn assert_clean(json: &str) {
