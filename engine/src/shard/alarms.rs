@@ -116,21 +116,14 @@ impl Shard {
             .run(event_env!(self), class, id, |object, ctx| object.alarm(ctx));
         // An alarm has no response of its own to defer.
         self.effects.deferred = None;
-        self.after_event(class, id, outcome.gate);
-        if outcome.created {
-            metrics::add(&self.metrics.objects_created_total, 1);
-        }
-        if let Some(new_at) = outcome.alarm_set {
-            // The handler set its next alarm; that one stands.
-            self.schedule_alarm(class, id, new_at);
+        self.after_event(class, id, &outcome);
+        if outcome.alarm_set.is_some() {
+            // The handler set its next alarm (scheduled above); that one stands.
             return;
         }
         let succeeded = matches!(outcome.result, Some(Ok(())));
-        if !succeeded {
-            match &outcome.result {
-                Some(Err(e)) => log::debug!("shard {}: alarm of {id} failed: {e}", self.index),
-                _ => metrics::add(&self.metrics.handler_panics_total, 1),
-            }
+        if let Some(Err(e)) = &outcome.result {
+            log::debug!("shard {}: alarm of {id} failed: {e}", self.index);
         }
         // The handler may have deleted the alarm itself.
         let current = match read_alarm(&self.store, &id) {

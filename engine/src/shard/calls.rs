@@ -20,6 +20,7 @@ use durin_proto::rpc::{
 };
 use durin_storage::Seq;
 
+use super::objects::Outcome;
 use super::Shard;
 use crate::mesh::MeshMsg;
 use crate::metrics;
@@ -108,9 +109,25 @@ impl Shard {
         }
     }
 
-    /// Does what an event asked for besides its own response: calls to
-    /// other objects, and responses it deferred earlier and gives now.
-    pub(super) fn after_event(&mut self, class: u16, caller: ObjectId, gate: Option<Seq>) {
+    /// Does what every event needs afterwards, whatever started it: counts
+    /// a construction or a panic, schedules the alarm it set, and sends
+    /// the calls it made and the deferred responses it gave.
+    pub(super) fn after_event<R>(&mut self, class: u16, caller: ObjectId, outcome: &Outcome<R>) {
+        if outcome.created {
+            metrics::add(&self.metrics.objects_created_total, 1);
+        }
+        if outcome.result.is_none() {
+            metrics::add(&self.metrics.handler_panics_total, 1);
+        }
+        if let Some(at_ms) = outcome.alarm_set {
+            self.schedule_alarm(class, caller, at_ms);
+        }
+        self.send_effects(class, caller, outcome.gate);
+    }
+
+    /// Sends the calls an event made and the deferred responses it gave,
+    /// behind its output gate.
+    fn send_effects(&mut self, class: u16, caller: ObjectId, gate: Option<Seq>) {
         let calls = std::mem::take(&mut self.effects.calls);
         for call in &calls {
             self.objects.wait_more(&caller, 1);
@@ -328,9 +345,7 @@ impl Shard {
         let (gate, deferred) = self.run_rpc(callee_class, callee, &header, &frame[payload], target);
         self.mesh.recycle(frame);
         if !deferred {
-            let reply = std::mem::take(&mut self.rpc_reply);
-            let delivery = self.call_reply_delivery(shard, class, caller, reply.clone());
-            self.rpc_reply = reply;
+            let delivery = self.call_reply_delivery(shard, class, caller, self.rpc_reply.clone());
             self.deliver_gated(gate, delivery);
         }
     }
@@ -358,15 +373,9 @@ impl Shard {
             .run(event_env!(self), class, caller, |object, ctx| {
                 object.call_reply(call, reply, ctx)
             });
-        if outcome.result.is_none() {
-            metrics::add(&self.metrics.handler_panics_total, 1);
-        }
-        if let Some(at_ms) = outcome.alarm_set {
-            self.schedule_alarm(class, caller, at_ms);
-        }
         // A call_reply has no response of its own to defer.
         self.effects.deferred = None;
-        self.after_event(class, caller, outcome.gate);
+        self.after_event(class, caller, &outcome);
         self.mesh.recycle(frame);
     }
 

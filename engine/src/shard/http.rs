@@ -244,19 +244,10 @@ impl Shard {
                 object.fetch(req, res, ctx)
             });
         let deferred = self.register_deferred(id, target);
-        self.after_event(class, id, outcome.gate);
+        self.after_event(class, id, &outcome);
         if outcome.result.is_none() {
             self.res.reset();
             self.res.text(500, "Internal Server Error");
-        }
-        if let Some(at_ms) = outcome.alarm_set {
-            self.schedule_alarm(class, id, at_ms);
-        }
-        if outcome.created {
-            metrics::add(&self.metrics.objects_created_total, 1);
-        }
-        if outcome.result.is_none() {
-            metrics::add(&self.metrics.handler_panics_total, 1);
             log::warn!(
                 "shard {}: a handler of object {id} panicked; answered 500",
                 self.index

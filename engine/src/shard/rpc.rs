@@ -223,13 +223,7 @@ impl Shard {
             self.effects.deferred = None;
             false
         };
-        self.after_event(class, id, outcome.gate);
-        if outcome.created {
-            metrics::add(&self.metrics.objects_created_total, 1);
-        }
-        if let Some(at_ms) = outcome.alarm_set {
-            self.schedule_alarm(class, id, at_ms);
-        }
+        self.after_event(class, id, &outcome);
         let (status, message) = match outcome.result {
             Some(Ok(())) => (status::OK, String::new()),
             Some(Err(RpcError::UnknownMethod)) => (
@@ -238,10 +232,7 @@ impl Shard {
             ),
             Some(Err(RpcError::BadArgument(why))) => (status::BAD_ARGUMENT, why),
             Some(Err(RpcError::Storage(e))) => (status::STORAGE_LIMIT, e.to_string()),
-            None => {
-                metrics::add(&self.metrics.handler_panics_total, 1);
-                (status::INTERNAL, "the handler panicked".to_string())
-            }
+            None => (status::INTERNAL, "the handler panicked".to_string()),
         };
         if status != status::OK {
             out.clear();
