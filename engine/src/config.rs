@@ -8,6 +8,9 @@
 //! body_bytes_max = 1048576         # request body (413 past it)
 //! connections_max_per_shard = 10000
 //! rpc_frame_bytes_max = 1048576    # binary RPC frames (error frame and close past it)
+//! websocket_message_bytes_max = 1048576      # a bigger message closes its socket with 1009
+//! websocket_send_queue_bytes_max = 4194304   # a reader this far behind is closed with 1008
+//! websocket_close_timeout_ms = 5000          # wait this long for the peer's close frame
 //!
 //! [classes.ratelimit]              # per-class settings
 //! limit = 100
@@ -18,6 +21,17 @@
 //! storage_bytes_max = 1073741824
 //! alarm_retry = true               # retry failed alarms with backoff
 //! alarm_retry_backoff_ms = 2000    # the first retry's delay; doubling after
+//! websocket_hibernation = true     # objects with only open WebSockets leave memory
+//! hibernation_timeout_ms = 10000   # ... after this long without an event
+//!
+//! # Routes: a path served by one class, the object named by a query
+//! # parameter. Without a `routes` key these two (the seed's chat routes)
+//! # apply; `routes = []` turns them off.
+//! [[routes]]
+//! path = "/websocket"
+//! class = "chat"
+//! name_param = "room"
+//! name_default = "default"
 //! ```
 
 use std::collections::BTreeMap;
@@ -34,6 +48,12 @@ pub const BODY_BYTES_MAX_LIMIT: usize = 64 << 20;
 pub const KEY_BYTES_MAX_LIMIT: usize = 64 * 1024;
 /// The largest value a class can be configured to accept.
 pub const VALUE_BYTES_MAX_LIMIT: usize = 32 << 20;
+/// The largest WebSocket message the server can be configured to accept.
+pub const WEBSOCKET_MESSAGE_BYTES_MAX_LIMIT: usize = 32 << 20;
+/// Longest route path.
+pub const ROUTE_PATH_BYTES_MAX: usize = 256;
+/// Most routes.
+pub const ROUTES_MAX: usize = 256;
 /// The most connections a shard can be configured to hold.
 pub const CONNECTIONS_MAX_LIMIT: usize = 1 << 20;
 
@@ -49,6 +69,14 @@ pub struct ServerConfig {
     /// Largest binary RPC frame; a larger one is answered with an error
     /// frame and the connection closed.
     pub rpc_frame_bytes_max: usize,
+    /// Largest WebSocket message (after reassembly); past it the socket is
+    /// closed with 1009.
+    pub websocket_message_bytes_max: usize,
+    /// Bytes queued for one WebSocket beyond which its reader counts as
+    /// too slow: the socket is closed with 1008.
+    pub websocket_send_queue_bytes_max: usize,
+    /// How long a closing WebSocket waits for the peer's close frame.
+    pub websocket_close_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +88,9 @@ impl Default for ServerConfig {
             body_bytes_max: 1024 * 1024,
             connections_max_per_shard: 10_000,
             rpc_frame_bytes_max: 1 << 20,
+            websocket_message_bytes_max: 1 << 20,
+            websocket_send_queue_bytes_max: 4 << 20,
+            websocket_close_timeout_ms: 5_000,
         }
     }
 }
@@ -75,6 +106,11 @@ pub struct ClassCommon {
     pub alarm_retry: bool,
     /// The first retry's delay; each further one doubles it.
     pub alarm_retry_backoff_ms: u64,
+    /// Whether an object whose only activity is open WebSockets leaves
+    /// memory (its sockets stay open; the next message rebuilds it).
+    pub websocket_hibernation: bool,
+    /// How long such an object stays in memory after its last event.
+    pub hibernation_timeout_ms: u64,
 }
 
 impl Default for ClassCommon {
@@ -84,6 +120,8 @@ impl Default for ClassCommon {
             limits: crate::object::StorageLimits::default(),
             alarm_retry: true,
             alarm_retry_backoff_ms: 2_000,
+            websocket_hibernation: true,
+            hibernation_timeout_ms: 10_000,
         }
     }
 }
@@ -96,6 +134,23 @@ pub struct Config {
     /// Per-class tables, passed to each class's factory (which rejects keys
     /// it does not know) after the common keys are taken out.
     pub classes: BTreeMap<String, toml::Table>,
+    /// Paths served by a class, the object named by a query parameter;
+    /// `None`: the default routes ([`Config::routes`]).
+    pub routes: Option<Vec<Route>>,
+}
+
+/// A path served by one class: `GET /websocket?room=R` reaches object `R`
+/// (or `name_default`) of `class`, which sees the request unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// The exact path (without the query).
+    pub path: String,
+    pub class: String,
+    /// The query parameter naming the object.
+    pub name_param: String,
+    /// The object's name when the parameter is absent or empty.
+    pub name_default: String,
 }
 
 /// A configuration that cannot be used, and why.
@@ -159,7 +214,61 @@ impl Config {
             (1..=CONNECTIONS_MAX_LIMIT).contains(&s.connections_max_per_shard),
             "server.connections_max_per_shard must be between 1 and 1048576",
         )?;
+        check(
+            (125..=WEBSOCKET_MESSAGE_BYTES_MAX_LIMIT).contains(&s.websocket_message_bytes_max),
+            "server.websocket_message_bytes_max must be between 125 and 33554432",
+        )?;
+        check(
+            (1024..=1 << 30).contains(&s.websocket_send_queue_bytes_max),
+            "server.websocket_send_queue_bytes_max must be between 1024 and 1073741824",
+        )?;
+        check(
+            s.websocket_close_timeout_ms >= 1,
+            "server.websocket_close_timeout_ms must be at least 1",
+        )?;
+        let routes = self.routes();
+        check(
+            routes.len() <= ROUTES_MAX,
+            "at most 256 routes may be configured",
+        )?;
+        for route in &routes {
+            let path_ok = route.path.starts_with('/')
+                && route.path.len() <= ROUTE_PATH_BYTES_MAX
+                && !route.path.contains(['?', '#', ' '])
+                && !["/healthz", "/metrics"].contains(&route.path.as_str())
+                && !route.path.starts_with("/_client/");
+            if !path_ok {
+                return Err(ConfigError(format!(
+                    "routes: path `{}` must start with `/`, be at most {ROUTE_PATH_BYTES_MAX} bytes \
+                     without `?`, `#` or spaces, and not be a built-in path",
+                    route.path
+                )));
+            }
+            if route.name_param.is_empty() || route.name_default.is_empty() {
+                return Err(ConfigError(format!(
+                    "routes: `{}` needs a name_param and a non-empty name_default",
+                    route.path
+                )));
+            }
+        }
         Ok(())
+    }
+
+    /// The routes in effect: the configured ones, or by default the seed's
+    /// chat routes `/websocket` and `/info` (`?room=`, default `default`).
+    pub fn routes(&self) -> Vec<Route> {
+        match &self.routes {
+            Some(routes) => routes.clone(),
+            None => ["/websocket", "/info"]
+                .iter()
+                .map(|path| Route {
+                    path: path.to_string(),
+                    class: "chat".to_string(),
+                    name_param: "room".to_string(),
+                    name_default: "default".to_string(),
+                })
+                .collect(),
+        }
     }
 
     /// Splits a class's table into the common settings and the class's own.
@@ -200,6 +309,19 @@ impl Config {
             "alarm_retry_backoff_ms",
             common.alarm_retry_backoff_ms,
         )?;
+        common.hibernation_timeout_ms = take_u64(
+            &mut table,
+            class,
+            "hibernation_timeout_ms",
+            common.hibernation_timeout_ms,
+        )?;
+        if let Some(value) = table.remove("websocket_hibernation") {
+            common.websocket_hibernation = value.as_bool().ok_or_else(|| {
+                ConfigError(format!(
+                    "classes.{class}.websocket_hibernation must be true or false"
+                ))
+            })?;
+        }
         if let Some(value) = table.remove("alarm_retry") {
             common.alarm_retry = value.as_bool().ok_or_else(|| {
                 ConfigError(format!("classes.{class}.alarm_retry must be true or false"))

@@ -58,6 +58,10 @@ pub enum MeshMsg {
         caller: crate::ObjectId,
         frame: Vec<u8>,
     },
+    /// A connection whose request (at the start of `input`) asks for a
+    /// WebSocket of an object the receiver owns: the receiver adopts the
+    /// socket, which nothing on the sender refers to any more.
+    AdoptConn { fd: i32, input: Vec<u8> },
 }
 
 /// How other threads wake a shard blocked on its ring.

@@ -59,6 +59,8 @@ shard_metrics! {
     objects_created_total,
     /// Objects evicted from memory after being idle.
     objects_evicted_total,
+    /// Objects that left memory while their WebSockets stayed open.
+    objects_hibernated_total,
     /// Objects in memory now.
     objects_live,
     /// Connections accepted.
@@ -69,6 +71,24 @@ shard_metrics! {
     connections_open,
     /// Connections closed by a header or idle timeout.
     connections_timed_out_total,
+    /// Connections moved to the shard owning the object whose WebSocket
+    /// they asked for.
+    connections_handed_off_total,
+    /// WebSocket upgrades accepted.
+    websocket_upgrades_total,
+    /// WebSockets open now.
+    websockets_open,
+    /// Whole WebSocket messages received.
+    websocket_messages_received_total,
+    /// WebSocket messages sent.
+    websocket_messages_sent_total,
+    /// Messages answered by an auto-response, without waking the object.
+    websocket_auto_responses_total,
+    /// WebSockets failed for a protocol error (1002), invalid UTF-8 (1007)
+    /// or a message over the limit (1009).
+    websocket_protocol_errors_total,
+    /// WebSockets closed because their reader fell too far behind (1008).
+    websocket_slow_readers_closed_total,
     /// Storage writes made by objects.
     storage_writes_total,
     /// Groups made durable (one log write and sync each).

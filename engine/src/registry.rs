@@ -79,3 +79,48 @@ pub fn valid_class_name(name: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
+
+/// A configured route, its class resolved.
+#[derive(Debug, Clone)]
+pub struct RouteEntry {
+    pub path: String,
+    pub class: u16,
+    pub class_name: String,
+    pub name_param: String,
+    pub name_default: String,
+}
+
+/// Resolves the configuration's routes against the registered classes. A
+/// configured route to a class that is not registered is refused; the
+/// default routes are dropped when their class (`chat`) is not registered.
+pub fn resolve_routes(
+    config: &Config,
+    registry: &Registry,
+) -> Result<Vec<RouteEntry>, ConfigError> {
+    let mut resolved = Vec::new();
+    for route in config.routes() {
+        let Some((class, _)) = registry.find(&route.class) else {
+            if config.routes.is_none() {
+                continue;
+            }
+            return Err(ConfigError(format!(
+                "routes: `{}` names class `{}`, which is not registered",
+                route.path, route.class
+            )));
+        };
+        if resolved.iter().any(|r: &RouteEntry| r.path == route.path) {
+            return Err(ConfigError(format!(
+                "routes: `{}` is listed twice",
+                route.path
+            )));
+        }
+        resolved.push(RouteEntry {
+            path: route.path,
+            class,
+            class_name: route.class,
+            name_param: route.name_param,
+            name_default: route.name_default,
+        });
+    }
+    Ok(resolved)
+}

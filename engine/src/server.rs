@@ -111,9 +111,11 @@ impl Default for ServerBuilder {
 }
 
 impl ServerBuilder {
-    /// A builder with the built-in classes `counter`, `kv` and `ratelimit`.
+    /// A builder with the built-in classes `chat`, `counter`, `kv` and
+    /// `ratelimit`.
     pub fn new() -> Self {
         ServerBuilder::empty()
+            .class_with_config("chat", crate::classes::chat::factory)
             .class_with_config("counter", |t| Ok(Arc::new(CounterClass::from_config(t)?)))
             .class_with_config("kv", |t| Ok(Arc::new(KvClass::from_config(t)?)))
             .class_with_config("ratelimit", |t| {
@@ -174,6 +176,9 @@ impl ServerBuilder {
         }
         let registry =
             Arc::new(Registry::build(&self.factories, &config).map_err(ServerError::Config)?);
+        let routes = Arc::new(
+            crate::registry::resolve_routes(&config, &registry).map_err(ServerError::Config)?,
+        );
         let partitions = options.partitions.unwrap_or(shards as u32);
         let layout =
             Layout::open_or_create(&options.data_dir, partitions).map_err(ServerError::Storage)?;
@@ -250,6 +255,7 @@ impl ServerBuilder {
                 store_options: store_options.clone(),
                 partitions: Arc::clone(&partitions),
                 registry: Arc::clone(&registry),
+                routes: Arc::clone(&routes),
                 metrics: Arc::clone(&all_metrics[index]),
                 all_metrics: Arc::clone(&all_metrics),
                 waker: Arc::clone(&wakers[index]),

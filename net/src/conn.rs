@@ -20,6 +20,8 @@ pub enum ConnKind {
     RpcHello,
     /// A binary RPC connection after its handshake.
     Rpc,
+    /// An upgraded WebSocket connection (its state is in [`Conn::ws`]).
+    WebSocket,
 }
 
 pub struct Conn {
@@ -56,6 +58,11 @@ pub struct Conn {
     /// Whether the current deadline is a header timeout (a request is
     /// partly received) rather than keep-alive idleness.
     pub deadline_is_header: bool,
+    /// Set once the connection is upgraded to a WebSocket.
+    pub ws: Option<Box<crate::ws::WsConn>>,
+    /// The shard this connection moves to once nothing of it is in flight
+    /// (it asked for a WebSocket of an object owned there).
+    pub handoff_to: Option<u32>,
 }
 
 impl Conn {
@@ -80,6 +87,8 @@ impl Conn {
             timer_at_ms: 0,
             close_after_reply: false,
             deadline_is_header: false,
+            ws: None,
+            handoff_to: None,
         }
     }
 
@@ -157,6 +166,35 @@ impl Conn {
             return false;
         }
         true
+    }
+
+    /// Bytes queued and not yet sent.
+    pub fn queued_bytes(&self) -> usize {
+        self.output.len() + self.sending.len() - self.sent
+    }
+
+    /// Drops every byte not yet handed to the kernel (a send in flight goes
+    /// on), and the gates with them.
+    pub fn discard_unsent_output(&mut self) {
+        self.output.clear();
+        self.gates.clear();
+    }
+
+    /// Frees the buffers of a connection with nothing queued, so that an
+    /// idle long-lived connection keeps none.
+    pub fn release_idle_buffers(&mut self) {
+        if self.output.is_empty() && self.output.capacity() > 0 {
+            self.output = Vec::new();
+        }
+        if self.sending.is_empty() && !self.send_in_flight && self.sending.capacity() > 0 {
+            self.sending = Vec::new();
+        }
+        if self.input.is_empty() && !self.recv_in_flight && self.input.capacity() > 0 {
+            self.input = Vec::new();
+        }
+        if self.gates.is_empty() && self.gates.capacity() > 0 {
+            self.gates = VecDeque::new();
+        }
     }
 
     /// Whether every byte queued so far has been sent.

@@ -18,10 +18,13 @@
 //! }
 //! ```
 
+pub mod bufring;
 pub mod conn;
 pub mod http;
 pub mod ring;
 pub mod socket;
+pub mod ws;
 
+pub use bufring::BufRing;
 pub use conn::{Conn, ConnKind};
 pub use ring::{Ring, Token};

@@ -145,6 +145,11 @@ impl Ring {
         }
     }
 
+    /// Registers resources (buffer rings) with the ring.
+    pub fn submitter(&self) -> io_uring::Submitter<'_> {
+        self.ring.submitter()
+    }
+
     /// Whether completions are waiting to be drained.
     pub fn has_completions(&mut self) -> bool {
         let mut cq = self.ring.completion();

@@ -36,9 +36,15 @@
 use durin_storage::{Seq, ShardStore};
 
 pub(crate) mod storage;
+pub(crate) mod websocket;
 
 pub use storage::{
     ListOptions, Storage, StorageError, StorageLimits, TransactionError, WriteOptions,
+};
+
+pub use websocket::{
+    Message, WebSocket, WebSocketError, ATTACHMENT_BYTES_MAX, AUTO_RESPONSE_BYTES_MAX, TAGS_MAX,
+    TAG_BYTES_MAX,
 };
 
 use crate::ObjectId;
@@ -66,6 +72,27 @@ pub trait DurableObject: 'static {
         _ctx: &mut Context<'_>,
     ) {
     }
+
+    /// Receives a whole message from one of its WebSockets. An object that
+    /// hibernated is rebuilt for it, with all its sockets still open.
+    fn websocket_message(&mut self, _ws: WebSocket, _msg: Message<'_>, _ctx: &mut Context<'_>) {}
+
+    /// A socket it did not close itself has closed: `code` is the peer's
+    /// close code (1005 if it gave none, 1006 if the connection ended
+    /// without a close frame). The close handshake is already answered.
+    fn websocket_close(
+        &mut self,
+        _ws: WebSocket,
+        _code: u16,
+        _reason: &str,
+        _ctx: &mut Context<'_>,
+    ) {
+    }
+
+    /// A socket failed (a protocol violation, a message over the limit, or
+    /// a peer too slow to read what it is sent) and was closed with the
+    /// matching close code; no `websocket_close` follows.
+    fn websocket_error(&mut self, _ws: WebSocket, _error: &str, _ctx: &mut Context<'_>) {}
 
     /// Handles a binary RPC call of `method` with `payload`, writing the
     /// result's bytes into `out`. Output waits behind the output gate like
@@ -134,6 +161,8 @@ pub(crate) struct Effects {
     /// This event's own response comes later, under this id.
     pub deferred: Option<u64>,
     pub responses: Vec<(u64, DeferredReply)>,
+    /// Messages and closes for WebSockets.
+    pub ws: websocket::WsEffects,
 }
 
 impl Effects {
@@ -142,6 +171,7 @@ impl Effects {
         self.calls.clear();
         self.deferred = None;
         self.responses.clear();
+        self.ws.clear();
     }
 }
 
@@ -223,10 +253,39 @@ impl<'a> Request<'a> {
             .map(|h| h.value)
     }
 
+    /// Whether the request asks for a WebSocket (`Upgrade: websocket`); the
+    /// shard has checked the rest of the handshake, so
+    /// [`Context::accept_websocket`] succeeds for it.
+    pub fn is_websocket_upgrade(&self) -> bool {
+        durin_net::ws::handshake::is_upgrade(self.headers)
+    }
+
+    /// The first query parameter named `name`, percent-decoded (`+` is a
+    /// space), as UTF-8 with invalid bytes replaced; `None` if absent or
+    /// badly encoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        query_param(self.query, name).map(|v| String::from_utf8_lossy(&v).into_owned())
+    }
+
     /// Iterates over all headers as (name, value).
     pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + '_ {
         self.headers.iter().map(|h| (h.name, h.value))
     }
+}
+
+/// The first query parameter named `name`, percent-decoded (`+` is a
+/// space); `None` if absent or badly encoded.
+pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<Vec<u8>> {
+    for pair in query?.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key == name {
+            let mut out = Vec::with_capacity(value.len());
+            let value = value.replace('+', " ");
+            durin_net::http::percent_decode(&value, &mut out).ok()?;
+            return Some(out);
+        }
+    }
+    None
 }
 
 /// The response an object builds. The shard reuses one for every request,
@@ -340,6 +399,8 @@ pub struct Context<'s> {
     pub(crate) alarm_set: Option<u64>,
     pub(crate) key_buf: Vec<u8>,
     pub(crate) effects: &'s mut Effects,
+    /// Sockets, for events run by a shard (absent in unit tests).
+    pub(crate) ws: Option<websocket::WsEnv<'s>>,
 }
 
 impl<'s> Context<'s> {
@@ -366,7 +427,13 @@ impl<'s> Context<'s> {
             alarm_set: None,
             key_buf: Vec::new(),
             effects,
+            ws: None,
         }
+    }
+
+    pub(crate) fn with_websockets(mut self, env: websocket::WsEnv<'s>) -> Self {
+        self.ws = Some(env);
+        self
     }
 
     /// Calls `method` of another object (on any shard) with `payload`,

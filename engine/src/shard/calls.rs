@@ -128,6 +128,7 @@ impl Shard {
     /// Sends the calls an event made and the deferred responses it gave,
     /// behind its output gate.
     fn send_effects(&mut self, class: u16, caller: ObjectId, gate: Option<Seq>) {
+        self.queue_ws_effects(gate);
         let calls = std::mem::take(&mut self.effects.calls);
         for call in &calls {
             self.objects.wait_more(&caller, 1);

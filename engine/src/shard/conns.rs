@@ -43,7 +43,7 @@ impl ConnTable {
         self.open >= self.max
     }
 
-    fn insert(&mut self, fd: i32) -> (u32, u32) {
+    pub(super) fn insert(&mut self, fd: i32) -> (u32, u32) {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -58,7 +58,7 @@ impl ConnTable {
         (index, generation)
     }
 
-    fn remove(&mut self, index: u32) -> Option<Conn> {
+    pub(super) fn remove(&mut self, index: u32) -> Option<Conn> {
         let conn = self.slots.get_mut(index as usize)?.take()?;
         // A new generation makes completions and timers of the old
         // connection miss the slot.
@@ -75,7 +75,7 @@ impl ConnTable {
             .filter(|c| c.generation == generation)
     }
 
-    fn by_index(&mut self, index: u32) -> Option<&mut Conn> {
+    pub(super) fn by_index(&mut self, index: u32) -> Option<&mut Conn> {
         self.slots.get_mut(index as usize)?.as_mut()
     }
 
@@ -122,24 +122,9 @@ impl Shard {
 
     fn accept(&mut self, fd: i32, listener: u32) -> std::io::Result<()> {
         if self.conns.is_full() {
-            metrics::add(&self.metrics.connections_rejected_total, 1);
-            let send = opcode::Send::new(
-                types::Fd(fd),
-                REJECT_RESPONSE.as_ptr(),
-                REJECT_RESPONSE.len() as u32,
-            )
-            .build()
-            .flags(squeue::Flags::IO_LINK)
-            .user_data(Token::new(kind::REJECT, 0, 0).0);
-            let close = opcode::Close::new(types::Fd(fd))
-                .build()
-                .user_data(Token::new(kind::REJECT, 0, 0).0);
             // An RPC client has not said hello yet and cannot read an HTTP
             // answer: it only sees the close.
-            if listener == 0 {
-                self.ring.push(send)?;
-            }
-            return self.ring.push(close);
+            return self.reject(fd, listener == 0);
         }
         metrics::add(&self.metrics.connections_accepted_total, 1);
         durin_net::socket::set_nodelay(fd);
@@ -153,6 +138,27 @@ impl Shard {
         self.set_deadline(index, deadline, true);
         self.dirty.push(index);
         Ok(())
+    }
+
+    /// Refuses a connection at the connection cap: `503` (if it speaks
+    /// HTTP), then close.
+    pub(super) fn reject(&mut self, fd: i32, http: bool) -> std::io::Result<()> {
+        metrics::add(&self.metrics.connections_rejected_total, 1);
+        let send = opcode::Send::new(
+            types::Fd(fd),
+            REJECT_RESPONSE.as_ptr(),
+            REJECT_RESPONSE.len() as u32,
+        )
+        .build()
+        .flags(squeue::Flags::IO_LINK)
+        .user_data(Token::new(kind::REJECT, 0, 0).0);
+        let close = opcode::Close::new(types::Fd(fd))
+            .build()
+            .user_data(Token::new(kind::REJECT, 0, 0).0);
+        if http {
+            self.ring.push(send)?;
+        }
+        self.ring.push(close)
     }
 
     pub(super) fn on_recv(&mut self, c: Completion) -> std::io::Result<()> {
@@ -174,6 +180,7 @@ impl Shard {
             conn.dead = true;
         }
         self.conns.put_back(index, conn);
+        self.after_input(index, generation);
         self.dirty.push(index);
         Ok(())
     }
@@ -201,6 +208,7 @@ impl Shard {
 
     /// Sends, closes or re-arms every connection touched this turn.
     pub(super) fn service_dirty(&mut self) -> std::io::Result<()> {
+        self.flush_ws_outbox();
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
         dirty.dedup();
@@ -235,6 +243,26 @@ impl Shard {
         if conn.has_gated_output() {
             self.gated.push(index);
         }
+        if let Some(to) = conn.handoff_to {
+            if conn.is_drained() && !conn.has_io_in_flight() && !conn.has_gated_output() {
+                self.hand_off(index, to);
+            }
+            return Ok(());
+        }
+        if conn.kind == durin_net::ConnKind::WebSocket {
+            let reading = conn
+                .ws
+                .as_ref()
+                .is_some_and(|ws| !ws.close_received && !conn.closing);
+            if reading && !conn.recv_in_flight {
+                self.arm_ws_recv(index)?;
+            }
+            let Some(conn) = self.conns.by_index(index) else {
+                return Ok(());
+            };
+            conn.release_idle_buffers();
+            return Ok(());
+        }
         let wants_input = !conn.recv_in_flight
             && !conn.closing
             && !conn.awaiting_reply
@@ -260,7 +288,11 @@ impl Shard {
         conn.dead = true;
         if conn.has_io_in_flight() {
             if conn.recv_in_flight {
-                let recv = Token::new(kind::RECV, conn.generation, index).0;
+                let recv_kind = match conn.kind {
+                    durin_net::ConnKind::WebSocket => kind::WS_RECV,
+                    _ => kind::RECV,
+                };
+                let recv = Token::new(recv_kind, conn.generation, index).0;
                 let cancel = opcode::AsyncCancel::new(recv)
                     .build()
                     .user_data(Token::new(kind::CANCEL, conn.generation, index).0);
@@ -272,7 +304,19 @@ impl Shard {
         let close = opcode::Close::new(types::Fd(conn.fd))
             .build()
             .user_data(Token::new(kind::CLOSE, 0, 0).0);
-        self.ring.push(close)
+        self.ring.push(close)?;
+        if let Some(ws) = conn.ws {
+            let socket = crate::object::WebSocket {
+                index: ws.socket,
+                generation: ws.socket_generation,
+            };
+            let gone = super::websocket::Gone::Closed {
+                code: durin_net::ws::close_code::ABNORMAL,
+                reason: "",
+            };
+            self.socket_gone(socket, gone);
+        }
+        Ok(())
     }
 
     /// Sets when a connection times out; see [`arm_deadline`].

@@ -4,7 +4,7 @@
 use durin_net::http::{
     parse_request, percent_decode, write_response, Parsed, ResponseHead, HEADERS_MAX,
 };
-use durin_net::{Conn, Token};
+use durin_net::{ws, Conn, Token};
 
 use super::calls::{Delivery, ReplyTarget};
 use super::conns::arm_deadline;
@@ -12,10 +12,15 @@ use super::Shard;
 use crate::mesh::MeshMsg;
 use crate::metrics::{self, ShardMetrics};
 use crate::object;
+use crate::object::websocket::Upgrade;
 use crate::ObjectId;
 
 /// Longest object name, after percent-decoding.
 pub const OBJECT_NAME_BYTES_MAX: usize = 512;
+
+/// The browser client and the demo chat page.
+static CLIENT_JS: &[u8] = include_bytes!("../../static/durin.js");
+static CHAT_HTML: &[u8] = include_bytes!("../../static/chat.html");
 
 /// Where a request goes.
 enum Target<'a> {
@@ -25,6 +30,11 @@ enum Target<'a> {
     BadRequest(&'static str),
     /// `POST /{class}/new`: a new unique ID.
     NewId,
+    /// A file served from the binary.
+    Static {
+        body: &'static [u8],
+        content_type: &'static str,
+    },
     Object {
         class: u16,
         id: ObjectId,
@@ -42,6 +52,23 @@ pub(super) fn write_error(conn: &mut Conn, status: u16, message: &str) {
         keep_alive: false,
     };
     write_response(conn.output(), &head, message.as_bytes());
+    conn.closing = true;
+    conn.input.clear();
+}
+
+/// Answers an upgrade request that cannot be accepted, and closes.
+fn write_handshake_error(conn: &mut Conn, e: ws::handshake::HandshakeError) {
+    let head = ResponseHead {
+        status: e.status,
+        content_type: Some("text/plain; charset=utf-8"),
+        header_lines: if e.status == 426 {
+            ws::handshake::VERSION_HEADER_LINE
+        } else {
+            b""
+        },
+        keep_alive: false,
+    };
+    write_response(conn.output(), &head, e.reason.as_bytes());
     conn.closing = true;
     conn.input.clear();
 }
@@ -81,10 +108,36 @@ impl Shard {
             };
             metrics::add(&self.metrics.http_requests_total, 1);
             let (len, keep_alive) = (req.len, req.keep_alive);
-            match self.target(req.method, req.path) {
+            match self.target(req.method, req.path, req.query) {
                 Target::Object { class, id, rest } => {
                     let owner = self.store.layout().shard_of(&id.0, self.shards);
+                    let upgrade = ws::handshake::is_upgrade(req.headers);
+                    if upgrade && owner != self.index {
+                        // The connection itself moves to the owner, with
+                        // this request still unread in its input.
+                        conn.handoff_to = Some(owner);
+                        conn.awaiting_reply = true;
+                        break;
+                    }
                     if owner == self.index {
+                        let key = if upgrade {
+                            match ws::handshake::check(req.method, req.headers) {
+                                Ok(key) => Some(key),
+                                Err(e) => {
+                                    metrics::add(&self.metrics.bad_requests_total, 1);
+                                    write_handshake_error(conn, e);
+                                    consumed = input.len();
+                                    break;
+                                }
+                            }
+                        } else {
+                            None
+                        };
+                        self.upgrade = key.map(|_| Upgrade {
+                            conn_index: index,
+                            conn_generation: conn.generation,
+                            accepted: None,
+                        });
                         let obj_req = object::Request {
                             method: req.method,
                             path: rest,
@@ -95,6 +148,12 @@ impl Shard {
                         let token = Token::new(0, conn.generation, index).0;
                         let target = ReplyTarget::HttpLocal { token, keep_alive };
                         let (gate, deferred) = self.run_object(class, id, &obj_req, target);
+                        let accepted = self.upgrade.take().and_then(|u| u.accepted);
+                        if let (Some(socket), Some(key)) = (accepted, key) {
+                            self.become_websocket(conn, socket, key, gate);
+                            consumed += len;
+                            break;
+                        }
                         if deferred {
                             // The pipeline waits for the late response.
                             conn.awaiting_reply = true;
@@ -157,11 +216,37 @@ impl Shard {
     /// Resolves a path: `/healthz`, `/metrics`, `POST /{class}/new`, or
     /// `/{class}/{name}[/rest]`, where the name may be `id:{32 hex digits}`
     /// to address an object by ID (names starting with `id:` are taken).
-    fn target<'a>(&mut self, method: &str, path: &'a str) -> Target<'a> {
+    fn target<'a>(&mut self, method: &str, path: &'a str, query: Option<&str>) -> Target<'a> {
         match path {
             "/healthz" => return Target::Healthz,
             "/metrics" => return Target::Metrics,
+            "/_client/durin.js" => {
+                return Target::Static {
+                    body: CLIENT_JS,
+                    content_type: "text/javascript; charset=utf-8",
+                }
+            }
+            "/_client/chat.html" => {
+                return Target::Static {
+                    body: CHAT_HTML,
+                    content_type: "text/html; charset=utf-8",
+                }
+            }
             _ => {}
+        }
+        if let Some(route) = self.routes.iter().find(|r| r.path == path) {
+            let name = object::query_param(query, &route.name_param)
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| route.name_default.as_bytes().to_vec());
+            if name.len() > OBJECT_NAME_BYTES_MAX {
+                return Target::BadRequest("object name longer than 512 bytes");
+            }
+            let id = ObjectId::from_name(&route.class_name, &name);
+            return Target::Object {
+                class: route.class,
+                id,
+                rest: path,
+            };
         }
         let Some(after_slash) = path.strip_prefix('/') else {
             return Target::NotFound;
@@ -222,6 +307,15 @@ impl Shard {
                 metrics::add(&self.metrics.bad_requests_total, 1);
                 write_text(out, 400, why.as_bytes(), keep_alive);
             }
+            Target::Static { body, content_type } => {
+                let head = ResponseHead {
+                    status: 200,
+                    content_type: Some(content_type),
+                    header_lines: b"Cache-Control: no-cache\r\n",
+                    keep_alive,
+                };
+                write_response(out, &head, body);
+            }
             Target::Object { .. } => unreachable!("objects are served by run_object"),
         }
     }
@@ -246,6 +340,11 @@ impl Shard {
         let deferred = self.register_deferred(id, target);
         self.after_event(class, id, &outcome);
         if outcome.result.is_none() {
+            // A socket accepted by a handler that then panicked is not
+            // kept: the request is answered 500.
+            if let Some(socket) = self.upgrade.as_mut().and_then(|u| u.accepted.take()) {
+                self.sockets.remove(socket);
+            }
             self.res.reset();
             self.res.text(500, "Internal Server Error");
             log::warn!(
@@ -277,7 +376,7 @@ impl Shard {
         let mut deferred = false;
         let mut headers = [httparse_empty(); HEADERS_MAX];
         match parse_request(&bytes, &mut headers, &self.limits) {
-            Ok(Parsed::Complete(req)) => match self.target(req.method, req.path) {
+            Ok(Parsed::Complete(req)) => match self.target(req.method, req.path, req.query) {
                 Target::Object { class, id, rest } => {
                     assert_eq!(
                         self.store.layout().shard_of(&id.0, self.shards),
@@ -340,6 +439,7 @@ impl Shard {
         }
         self.process_input(index, &mut conn);
         self.conns.put_back(index, conn);
+        self.after_input(index, generation);
         self.dirty.push(index);
     }
 }

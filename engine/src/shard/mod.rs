@@ -38,6 +38,8 @@ macro_rules! event_env {
             store: &mut $shard.store,
             now_ms: $shard.wall_ms,
             effects: &mut $shard.effects,
+            sockets: &mut $shard.sockets,
+            upgrade: &mut $shard.upgrade,
         }
     };
 }
@@ -48,6 +50,7 @@ mod conns;
 mod http;
 pub mod objects;
 mod rpc;
+mod websocket;
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -79,6 +82,7 @@ mod kind {
     pub const REJECT: u8 = 7;
     pub const WAL_WRITE: u8 = 8;
     pub const WAL_SYNC: u8 = 9;
+    pub const WS_RECV: u8 = 10;
 }
 
 /// Ring size: submissions per batch before an early submit.
@@ -104,6 +108,7 @@ pub struct ShardSetup {
     /// Every partition, opened once by the server.
     pub partitions: Arc<durin_storage::OpenPartitions>,
     pub registry: Arc<Registry>,
+    pub routes: Arc<Vec<crate::registry::RouteEntry>>,
     pub metrics: Arc<ShardMetrics>,
     pub all_metrics: Arc<Vec<Arc<ShardMetrics>>>,
     pub waker: Arc<ShardWaker>,
@@ -139,6 +144,7 @@ pub struct Shard {
     store: ShardStore,
     objects: Objects,
     registry: Arc<Registry>,
+    routes: Arc<Vec<crate::registry::RouteEntry>>,
     mesh: Mesh,
     waker: Arc<ShardWaker>,
     timers: TimerWheel<Timer>,
@@ -165,6 +171,18 @@ pub struct Shard {
     deferred: std::collections::HashMap<u64, (crate::ObjectId, calls::ReplyTarget)>,
     /// What the current event asked for besides storage.
     effects: crate::object::Effects,
+    /// Every open WebSocket of this shard's objects.
+    sockets: crate::object::websocket::Sockets,
+    /// The upgrade request the current `fetch` may accept.
+    upgrade: Option<crate::object::websocket::Upgrade>,
+    /// What objects sent on WebSockets this turn.
+    outbox: websocket::Outbox,
+    ws_limits: durin_net::ws::Limits,
+    /// Receive buffers of WebSocket connections (`None`: the kernel has no
+    /// buffer rings; each connection then receives into its own buffer).
+    recv_ring: Option<durin_net::BufRing>,
+    /// Reused for received WebSocket bytes.
+    ws_scratch: Vec<u8>,
     /// The eventfd read's target; boxed so its address is stable.
     wake_buf: Box<u64>,
     accept_armed: Vec<bool>,
@@ -243,7 +261,29 @@ impl Shard {
             body_bytes_max: setup.server.body_bytes_max,
         };
         let started = Instant::now();
+        let recv_ring = match durin_net::BufRing::register(
+            &ring,
+            0,
+            websocket::RECV_RING_ENTRIES,
+            websocket::RECV_RING_BUF_BYTES,
+        ) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                log::warn!("shard {index}: no buffer ring ({e}); WebSockets receive into buffers of their own");
+                None
+            }
+        };
+        let ws_limits = durin_net::ws::Limits {
+            message_bytes_max: setup.server.websocket_message_bytes_max,
+        };
         Ok(Shard {
+            sockets: Default::default(),
+            upgrade: None,
+            outbox: Default::default(),
+            ws_limits,
+            recv_ring,
+            ws_scratch: Vec::new(),
+            routes: setup.routes,
             index,
             shards: setup.shards,
             ring,
@@ -352,7 +392,11 @@ impl Shard {
 
     /// Submits what the turn queued and blocks until there is work.
     fn wait(&mut self) -> std::io::Result<()> {
-        if self.mesh.has_inbound() || self.store.applier_ready() || !self.local_work.is_empty() {
+        if self.mesh.has_inbound()
+            || self.store.applier_ready()
+            || !self.local_work.is_empty()
+            || !self.outbox.is_empty()
+        {
             self.ring.submit()?;
             return Ok(());
         }
@@ -382,6 +426,7 @@ impl Shard {
         match c.token.kind() {
             kind::ACCEPT => self.on_accept(c),
             kind::RECV => self.on_recv(c),
+            kind::WS_RECV => self.on_ws_recv(c),
             kind::SEND => self.on_send(c),
             kind::WAKE => self.arm_wake(),
             kind::WAL_WRITE => self
@@ -433,6 +478,11 @@ impl Shard {
                     caller,
                     frame,
                 } => self.on_call_reply(class, caller, frame),
+                MeshMsg::AdoptConn { fd, input } => {
+                    if let Err(e) = self.adopt(fd, input) {
+                        log::warn!("shard {}: adopting a connection: {e}", self.index);
+                    }
+                }
             }
         }
         self.inbound = inbound;
@@ -474,8 +524,11 @@ impl Shard {
             match timer {
                 Timer::Sweep => {
                     let durable = self.store.durable_seq();
-                    let evicted = self.objects.sweep(&self.registry, self.wall_ms, durable);
-                    metrics::add(&self.metrics.objects_evicted_total, evicted);
+                    let swept =
+                        self.objects
+                            .sweep(&self.registry, self.wall_ms, durable, &self.sockets);
+                    metrics::add(&self.metrics.objects_evicted_total, swept.evicted);
+                    metrics::add(&self.metrics.objects_hibernated_total, swept.hibernated);
                     self.timers
                         .insert(self.mono_ms + SWEEP_INTERVAL_MS, Timer::Sweep);
                 }
@@ -508,6 +561,7 @@ impl Shard {
         metrics::set(&m.storage_apply_ns_total, stats.apply_ns_total);
         metrics::set(&m.objects_live, self.objects.len() as u64);
         metrics::set(&m.connections_open, self.conns.open() as u64);
+        metrics::set(&m.websockets_open, self.sockets.len() as u64);
     }
 }
 

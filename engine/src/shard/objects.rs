@@ -10,6 +10,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use durin_storage::{Seq, ShardStore};
 
 use crate::id::IdMap;
+use crate::object::websocket::{Sockets, Upgrade, WsEnv};
 use crate::object::{storage::persist_size, Context, DurableObject, Effects};
 use crate::registry::Registry;
 use crate::ObjectId;
@@ -41,6 +42,9 @@ pub(crate) struct EventEnv<'a> {
     pub store: &'a mut ShardStore,
     pub now_ms: u64,
     pub effects: &'a mut Effects,
+    pub sockets: &'a mut Sockets,
+    /// The upgrade request a `fetch` may accept (`None` for other events).
+    pub upgrade: &'a mut Option<Upgrade>,
 }
 
 /// What running an event produced.
@@ -89,6 +93,8 @@ impl Objects {
             store,
             now_ms,
             effects,
+            sockets,
+            upgrade,
         } = env;
         effects.clear();
         let entry = registry.get(class);
@@ -104,7 +110,12 @@ impl Objects {
                     &entry.common.limits,
                     None,
                     effects,
-                );
+                )
+                .with_websockets(WsEnv {
+                    class,
+                    sockets: &mut *sockets,
+                    upgrade: &mut *upgrade,
+                });
                 let built = catch_unwind(AssertUnwindSafe(|| entry.class.create(&id, &mut ctx)));
                 let stored_bytes = ctx.stored_bytes;
                 let Ok(object) = built else {
@@ -144,7 +155,12 @@ impl Objects {
             &entry.common.limits,
             slot.stored_bytes,
             effects,
-        );
+        )
+        .with_websockets(WsEnv {
+            class,
+            sockets,
+            upgrade,
+        });
         let result = catch_unwind(AssertUnwindSafe(|| f(&mut *slot.object, &mut ctx)));
         let Ok(result) = result else {
             drop(ctx);
@@ -224,29 +240,56 @@ impl Objects {
     }
 
     /// Evicts objects idle for longer than their class's idle timeout,
-    /// checking at most [`SWEEP_SLOTS_MAX`] slots. Returns how many left.
+    /// checking at most [`SWEEP_SLOTS_MAX`] slots. An object with open
+    /// WebSockets hibernates instead, after its class's hibernation timeout
+    /// (or stays, if its class does not hibernate): its sockets stay open.
     /// An object whose last write is not durable yet stays: dropping it
     /// would forget that its output must wait.
-    pub fn sweep(&mut self, registry: &Registry, now_ms: u64, durable_seq: Seq) -> u64 {
-        let mut evicted = 0;
+    pub(crate) fn sweep(
+        &mut self,
+        registry: &Registry,
+        now_ms: u64,
+        durable_seq: Seq,
+        sockets: &Sockets,
+    ) -> Swept {
+        let mut swept = Swept::default();
         let n = self.slots.len();
         for _ in 0..n.min(SWEEP_SLOTS_MAX) {
             self.sweep_cursor = (self.sweep_cursor + 1) % n;
             let index = self.sweep_cursor;
-            let idle = self.slots[index].as_ref().is_some_and(|s| {
-                let timeout = registry.get(s.class).common.idle_timeout_ms;
-                now_ms.saturating_sub(s.last_used_ms) >= timeout
-                    && s.waiting == 0
-                    && s.last_write_seq <= durable_seq
-                    && s.last_unconfirmed_seq <= durable_seq
-            });
-            if idle {
+            let Some(s) = self.slots[index].as_ref() else {
+                continue;
+            };
+            let common = &registry.get(s.class).common;
+            let settled = s.waiting == 0
+                && s.last_write_seq <= durable_seq
+                && s.last_unconfirmed_seq <= durable_seq;
+            let idle_ms = now_ms.saturating_sub(s.last_used_ms);
+            let hibernates = sockets.has_sockets(&s.id);
+            let leaves = if hibernates {
+                common.websocket_hibernation && idle_ms >= common.hibernation_timeout_ms
+            } else {
+                idle_ms >= common.idle_timeout_ms
+            };
+            if settled && leaves {
                 self.remove(index as u32);
-                evicted += 1;
+                if hibernates {
+                    swept.hibernated += 1;
+                } else {
+                    swept.evicted += 1;
+                }
             }
         }
-        evicted
+        swept
     }
+}
+
+/// What a sweep took out of memory.
+#[derive(Debug, Default)]
+pub(crate) struct Swept {
+    pub evicted: u64,
+    /// Objects whose only activity was open WebSockets.
+    pub hibernated: u64,
 }
 
 fn gate_for(last_write_seq: Seq, store: &ShardStore) -> Option<Seq> {
