@@ -181,15 +181,17 @@ impl Conn {
     }
 
     /// Frees the buffers of a connection with nothing queued, so that an
-    /// idle long-lived connection keeps none.
-    pub fn release_idle_buffers(&mut self) {
+    /// idle long-lived connection keeps none. `input_in_kernel`: a receive
+    /// in flight writes into the input buffer (rather than a provided one).
+    pub fn release_idle_buffers(&mut self, input_in_kernel: bool) {
         if self.output.is_empty() && self.output.capacity() > 0 {
             self.output = Vec::new();
         }
         if self.sending.is_empty() && !self.send_in_flight && self.sending.capacity() > 0 {
             self.sending = Vec::new();
         }
-        if self.input.is_empty() && !self.recv_in_flight && self.input.capacity() > 0 {
+        let input_busy = input_in_kernel && self.recv_in_flight;
+        if self.input.is_empty() && !input_busy && self.input.capacity() > 0 {
             self.input = Vec::new();
         }
         if self.gates.is_empty() && self.gates.capacity() > 0 {

@@ -153,3 +153,14 @@ fn a_reader_that_falls_behind_is_closed_without_slowing_the_room() {
     stalled.set_timeout(Duration::from_secs(20));
     assert_eq!(stalled.ending(), Ending::Close(1008));
 }
+
+#[test]
+fn an_idle_socket_outlives_the_keep_alive_timeout() {
+    let server = Server::start_with_config(1, "[server]\nidle_timeout_ms = 100\n");
+    let mut a = joined(&server, "idle", "a");
+    let mut b = joined(&server, "idle", "b");
+    a.recv_json();
+    std::thread::sleep(Duration::from_millis(700));
+    b.send_text("still here");
+    assert_eq!(a.recv_json().str_field("text"), "still here");
+}

@@ -250,6 +250,7 @@ impl Shard {
             return Ok(());
         }
         if conn.kind == durin_net::ConnKind::WebSocket {
+            let has_ring = self.recv_ring.is_some();
             let reading = conn
                 .ws
                 .as_ref()
@@ -260,7 +261,7 @@ impl Shard {
             let Some(conn) = self.conns.by_index(index) else {
                 return Ok(());
             };
-            conn.release_idle_buffers();
+            conn.release_idle_buffers(!has_ring);
             return Ok(());
         }
         let wants_input = !conn.recv_in_flight

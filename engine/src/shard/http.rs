@@ -198,6 +198,15 @@ impl Shard {
     /// does not extend it; an idle connection is closed after the idle
     /// timeout; a connection waiting on the server has no deadline.
     pub(super) fn update_deadline(&mut self, index: u32, conn: &mut Conn) {
+        if conn.kind == durin_net::ConnKind::WebSocket {
+            // An open WebSocket has no deadline however quiet it is; a
+            // closing one keeps the close-handshake deadline it was given.
+            let closing = conn.closing || conn.ws.as_ref().is_some_and(|ws| ws.close_sent);
+            if !closing {
+                arm_deadline(&mut self.timers, conn, index, 0, false);
+            }
+            return;
+        }
         let waiting = conn.awaiting_reply || conn.rpc_in_flight > 0;
         let partial = !conn.input.is_empty() || conn.kind == durin_net::ConnKind::RpcHello;
         if waiting || conn.closing || conn.dead {
