@@ -205,7 +205,23 @@ fn init_logging() {
     }
 }
 
+/// Raises the soft limit on open descriptors to the hard limit: every
+/// connection is one, and the default soft limit (often 1,024) is far below
+/// what the connection cap allows.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit and setrlimit on a local struct.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 fn serve(args: ServeArgs) -> ExitCode {
+    raise_fd_limit();
     let options = match options(&args) {
         Ok(o) => o,
         Err(e) => {
