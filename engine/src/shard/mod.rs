@@ -261,12 +261,20 @@ impl Shard {
             body_bytes_max: setup.server.body_bytes_max,
         };
         let started = Instant::now();
-        let recv_ring = match durin_net::BufRing::register(
-            &ring,
-            0,
-            websocket::RECV_RING_ENTRIES,
-            websocket::RECV_RING_BUF_BYTES,
-        ) {
+        // DURIN_WS_PLAIN_RECV=1 takes the path of a kernel without buffer
+        // rings, so that tests cover it.
+        let plain = std::env::var_os("DURIN_WS_PLAIN_RECV").is_some_and(|v| v == "1");
+        let registered = if plain {
+            Err(std::io::Error::other("DURIN_WS_PLAIN_RECV=1"))
+        } else {
+            durin_net::BufRing::register(
+                &ring,
+                0,
+                websocket::RECV_RING_ENTRIES,
+                websocket::RECV_RING_BUF_BYTES,
+            )
+        };
+        let recv_ring = match registered {
             Ok(r) => Some(r),
             Err(e) => {
                 log::warn!("shard {index}: no buffer ring ({e}); WebSockets receive into buffers of their own");

@@ -99,20 +99,19 @@ impl Shard {
         }
         if c.result > 0 {
             let n = c.result as usize;
-            data.clear();
-            data.append(&mut conn.input);
             match (buffer, self.recv_ring.as_mut()) {
                 (Some(bid), Some(ring)) => {
+                    data.clear();
+                    data.append(&mut conn.input);
                     data.extend_from_slice(ring.data(bid, n));
                     ring.recycle(bid);
                 }
-                // SAFETY: a plain receive wrote `n` bytes into the spare
-                // capacity `recv_space` gave it, now moved into `data`.
-                _ => unsafe {
-                    conn.input = std::mem::take(&mut data);
-                    conn.on_received(n);
-                    data = std::mem::take(&mut conn.input);
-                },
+                _ => {
+                    // SAFETY: a plain receive wrote `n` bytes into the
+                    // spare capacity `recv_space` gave it, untouched since.
+                    unsafe { conn.on_received(n) };
+                    self.ws_scratch = std::mem::replace(&mut data, std::mem::take(&mut conn.input));
+                }
             }
             self.process_ws(index, generation, data);
         } else {
