@@ -7,12 +7,24 @@
 //!     [--pipeline N] [--json]
 //! loadgen rpc --addr 127.0.0.1:7070 --class ratelimit --method check \
 //!     --keys uniform:10000 [--payload-hex ...] [--pipeline N] [--shard-aware] ...
-//! loadgen ws ...      (arrives with WebSocket support; refused for now)
+//! loadgen ws --url 'ws://127.0.0.1:8080/chat/{room}/websocket' --rooms R \
+//!     --clients-per-room N --senders all|one|none --duration 10s [--rate N] \
+//!     [--room-prefix r] [--source-ips N] [--timeout 5s] [--connect-timeout 60s] [--json]
 //! ```
 //!
+//! `ws` is chat fan-out: `{room}` becomes each room's name and every client
+//! adds `name=c<i>` to the query; every client of a room runs on one thread.
+//! Once all have joined, senders send (closed loop: the next message once
+//! the last reached the whole room; `--rate`: open loop over all senders)
+//! and every delivery is timed; `--senders none` holds the connections idle.
+//! Up to 100,000 clients, bound round-robin to 127.0.0.1..127.0.0.N
+//! (`--source-ips`, by default 20,000 clients per address). See
+//! [`crate::ws`].
+//!
 //! Parsing turns flags into an [`HttpRun`] (or an RPC run, see
-//! [`crate::rpc::plan`]): every value checked, the target resolved and
-//! confirmed to be this machine, the request template built.
+//! [`crate::rpc::plan`], or a WebSocket run, see [`crate::ws::plan`]):
+//! every value checked, the target resolved and confirmed to be this
+//! machine, the request template built.
 //! Anything wrong is a [`UsageError`], which the binary reports with exit
 //! code 2 before a single connection is opened.
 
@@ -29,6 +41,7 @@ use crate::request::{RequestSpec, RequestTemplate, REQUEST_BYTES_MAX};
 use crate::socket;
 use crate::target::Target;
 use crate::worker::CONNS_PER_WORKER_MAX;
+use crate::ws::WsArgs;
 
 /// Most connections one run opens.
 pub const CONNECTIONS_MAX: u32 = 100_000;
@@ -62,9 +75,8 @@ pub enum Command {
     Http(Box<HttpArgs>),
     /// durin's binary RPC: calls of one class's method, one object per key.
     Rpc(Box<RpcArgs>),
-    /// WebSocket messages (not yet supported: it arrives with durin's
-    /// WebSocket support).
-    Ws(WsArgs),
+    /// WebSocket chat rooms: fan-out of timed messages, or idle clients.
+    Ws(Box<WsArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -161,13 +173,6 @@ pub struct LoadArgs {
     /// Allow targets other than this machine (127.0.0.0/8, ::1, localhost).
     #[arg(long)]
     pub allow_remote: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct WsArgs {
-    /// Accepted so that any flags reach the "not yet supported" message.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub args: Vec<String>,
 }
 
 /// A parsed `--cpus` value, in the order given.
@@ -453,8 +458,10 @@ mod tests {
     }
 
     #[test]
-    fn ws_takes_any_flags() {
-        let cli = parse(&["ws", "--url", "ws://127.0.0.1:1/", "-c", "10"]).unwrap();
+    fn ws_has_its_own_flags() {
+        let cli = parse(&["ws", "--url", "ws://127.0.0.1:1/", "--rooms", "2"]).unwrap();
         assert!(matches!(cli.command, Command::Ws(_)));
+        assert!(parse(&["ws", "--url", "ws://127.0.0.1:1/", "-c", "10"]).is_err());
+        assert!(parse(&["ws", "--url", "ws://127.0.0.1:1/", "--senders", "some"]).is_err());
     }
 }

@@ -10,6 +10,8 @@
 
 use std::fmt::Write;
 
+use hdrhistogram::Histogram;
+
 use crate::stats::Stats;
 
 /// What was run, for the report's header.
@@ -52,7 +54,11 @@ pub struct Percentiles {
 
 impl Percentiles {
     pub fn of(stats: &Stats) -> Percentiles {
-        let h = &stats.latency_ns;
+        Percentiles::of_histogram(&stats.latency_ns)
+    }
+
+    /// The percentiles of a histogram of nanoseconds.
+    pub fn of_histogram(h: &Histogram<u64>) -> Percentiles {
         let us = |ns: u64| ns as f64 / 1000.0;
         if h.is_empty() {
             return Percentiles {
@@ -255,7 +261,7 @@ pub fn text(info: &RunInfo, stats: &Stats) -> String {
 }
 
 /// A latency with a unit that keeps it readable.
-fn micros(us: f64) -> String {
+pub(crate) fn micros(us: f64) -> String {
     if us >= 1_000_000.0 {
         format!("{:.2}s", us / 1e6)
     } else if us >= 1_000.0 {
@@ -282,7 +288,7 @@ pub fn group(value: u64) -> String {
     out
 }
 
-fn json_string(text: &str) -> String {
+pub(crate) fn json_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for c in text.chars() {

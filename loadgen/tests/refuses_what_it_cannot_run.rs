@@ -33,7 +33,7 @@ fn refuses_targets_that_are_not_this_machine() {
 }
 
 #[test]
-fn refuses_bad_flags_and_the_ws_mode() {
+fn refuses_bad_flags_and_impossible_ws_runs() {
     let url = "http://127.0.0.1:1/";
     for (args, says) in [
         (vec!["http", "--url", url, "-d", "10"], "needs a unit"),
@@ -43,8 +43,19 @@ fn refuses_bad_flags_and_the_ws_mode() {
         ),
         (vec!["http", "--url", "https://127.0.0.1/"], "https"),
         (
-            vec!["ws", "--url", "ws://127.0.0.1:1/"],
-            "not yet supported",
+            vec!["ws", "--url", "ws://192.0.2.1:8080/"],
+            "--allow-remote",
+        ),
+        (vec!["ws", "--url", "http://127.0.0.1:1/"], "ws://"),
+        (
+            vec![
+                "ws",
+                "--url",
+                "ws://127.0.0.1:1/",
+                "--clients-per-room",
+                "1",
+            ],
+            "nobody to deliver to",
         ),
     ] {
         let output = loadgen(&args);

@@ -1,8 +1,11 @@
 //! Helpers shared by loadgen's integration tests: the workspace binaries
-//! they run against, and reading loadgen's JSON summary.
+//! they run against, reading loadgen's JSON summary, and a chat server for
+//! the WebSocket mode.
 
 // Each test crate uses a part of these.
 #![allow(dead_code)]
+
+pub mod chat_server;
 
 use std::path::PathBuf;
 use std::process::Command;
