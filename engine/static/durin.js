@@ -204,6 +204,8 @@ export class DurinSocket {
 
 /**
  * Opens a `DurinSocket` to `target`, a URL or a path on this page's server.
+ * Socket events arrive in later tasks, so listeners added right after this
+ * call still see the first `open`.
  *
  * @param {string | URL} target
  * @returns {DurinSocket}

@@ -205,6 +205,23 @@ impl Server {
         ));
     }
 
+    /// Kills the server if it runs, then starts it again on the same data
+    /// directory, config file and HTTP address with `cores` shards, so a
+    /// client that reconnects to the old address (a browser page) finds the
+    /// new server. Waits up to [`SAME_PORT_WAIT`] for the port to be free.
+    pub fn restart_on_same_port(&mut self, cores: usize) {
+        let addr = self.addr();
+        self.kill9();
+        wait_until_bindable(addr);
+        self.cores = cores;
+        self.running = Some(Running::spawn_listening(
+            self.dir.path(),
+            cores,
+            self.config_path.as_deref(),
+            addr,
+        ));
+    }
+
     /// Panics, with the server's stderr, if the process has exited: errors a
     /// client can cause must never stop the server.
     pub fn assert_alive(&mut self) {
@@ -252,12 +269,21 @@ struct Running {
 
 impl Running {
     fn spawn(dir: &Path, cores: usize, config: Option<&Path>) -> Running {
+        Running::spawn_listening(dir, cores, config, SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    fn spawn_listening(
+        dir: &Path,
+        cores: usize,
+        config: Option<&Path>,
+        listen: SocketAddr,
+    ) -> Running {
         let mut command = Command::new(bin_path());
         command
             .arg("serve")
             .args([
                 "--listen",
-                "127.0.0.1:0",
+                &listen.to_string(),
                 "--rpc-listen",
                 "127.0.0.1:0",
                 "--data-dir",
@@ -367,6 +393,28 @@ impl Running {
     fn stderr_text(&self) -> String {
         let bytes = self.stderr.lock().expect("stderr lock is not poisoned");
         String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+/// How long [`Server::restart_on_same_port`] waits for the old port to be
+/// free: a killed server's port can be taken for a moment, for instance as
+/// the local port of another test's outgoing connection.
+pub const SAME_PORT_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits until a listener can bind `addr` (std sets `SO_REUSEADDR`, as the
+/// server does), or panics after [`SAME_PORT_WAIT`]. The server binds the
+/// address right after; another process could take it in between, which
+/// this narrows but cannot rule out.
+fn wait_until_bindable(addr: SocketAddr) {
+    let deadline = Instant::now() + SAME_PORT_WAIT;
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(_probe) => return,
+            Err(error) if Instant::now() >= deadline => {
+                panic!("{addr} is still not free {SAME_PORT_WAIT:?} after the server was killed: {error}")
+            }
+            Err(_) => thread::sleep(Duration::from_millis(50)),
+        }
     }
 }
 

@@ -10,6 +10,7 @@ mod harness;
 mod alarm_retries;
 mod alarms;
 mod bad_input;
+mod browser_chat;
 mod chat_room;
 mod cli_validation;
 mod connection_cap;
