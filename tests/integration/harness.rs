@@ -55,6 +55,7 @@ pub fn bin_path() -> &'static str {
 pub struct ServerBuilder {
     cores: usize,
     config_toml: Option<String>,
+    env: Vec<(String, String)>,
 }
 
 impl ServerBuilder {
@@ -69,6 +70,12 @@ impl ServerBuilder {
         self
     }
 
+    /// An environment variable for the server process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
     pub fn start(self) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("durin-it-")
@@ -79,11 +86,15 @@ impl ServerBuilder {
             std::fs::write(&path, toml).expect("the config file can be written");
             path
         });
-        let running = Running::spawn(dir.path(), self.cores, config_path.as_deref());
+        let launch = Launch {
+            config_path,
+            env: self.env,
+        };
+        let running = Running::spawn(dir.path(), self.cores, &launch);
         Server {
             dir,
             cores: self.cores,
-            config_path,
+            launch,
             running: Some(running),
         }
     }
@@ -93,8 +104,14 @@ impl ServerBuilder {
 pub struct Server {
     dir: tempfile::TempDir,
     cores: usize,
-    config_path: Option<PathBuf>,
+    launch: Launch,
     running: Option<Running>,
+}
+
+/// What every start of a server passes besides its data directory.
+struct Launch {
+    config_path: Option<PathBuf>,
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -103,6 +120,7 @@ impl Server {
         ServerBuilder {
             cores: 2,
             config_toml: None,
+            env: Vec::new(),
         }
     }
 
@@ -198,11 +216,7 @@ impl Server {
     pub fn restart(&mut self, cores: usize) {
         self.kill9();
         self.cores = cores;
-        self.running = Some(Running::spawn(
-            self.dir.path(),
-            cores,
-            self.config_path.as_deref(),
-        ));
+        self.running = Some(Running::spawn(self.dir.path(), cores, &self.launch));
     }
 
     /// Kills the server if it runs, then starts it again on the same data
@@ -217,7 +231,7 @@ impl Server {
         self.running = Some(Running::spawn_listening(
             self.dir.path(),
             cores,
-            self.config_path.as_deref(),
+            &self.launch,
             addr,
         ));
     }
@@ -268,16 +282,11 @@ struct Running {
 }
 
 impl Running {
-    fn spawn(dir: &Path, cores: usize, config: Option<&Path>) -> Running {
-        Running::spawn_listening(dir, cores, config, SocketAddr::from(([127, 0, 0, 1], 0)))
+    fn spawn(dir: &Path, cores: usize, launch: &Launch) -> Running {
+        Running::spawn_listening(dir, cores, launch, SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
-    fn spawn_listening(
-        dir: &Path,
-        cores: usize,
-        config: Option<&Path>,
-        listen: SocketAddr,
-    ) -> Running {
+    fn spawn_listening(dir: &Path, cores: usize, launch: &Launch, listen: SocketAddr) -> Running {
         let mut command = Command::new(bin_path());
         command
             .arg("serve")
@@ -290,9 +299,10 @@ impl Running {
             ])
             .arg(dir.join(DATA_DIR_NAME))
             .args(["--cores", &cores.to_string(), "--no-pin"]);
-        if let Some(config) = config {
+        if let Some(config) = &launch.config_path {
             command.arg("--config").arg(config);
         }
+        command.envs(launch.env.iter().map(|(k, v)| (k, v)));
         command
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())

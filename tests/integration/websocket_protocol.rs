@@ -164,3 +164,28 @@ fn an_idle_socket_outlives_the_keep_alive_timeout() {
     b.send_text("still here");
     assert_eq!(a.recv_json().str_field("text"), "still here");
 }
+
+/// A kernel without provided-buffer rings: each socket receives into a
+/// buffer of its own, with the same behaviour.
+#[test]
+fn sockets_work_without_a_buffer_ring() {
+    let server = Server::builder()
+        .cores(2)
+        .config("[server]\nwebsocket_message_bytes_max = 1024\n")
+        .env("DURIN_WS_PLAIN_RECV", "1")
+        .start();
+    let mut a = joined(&server, "plain", "a");
+    let mut b = joined(&server, "plain", "b");
+    a.recv_json();
+    let bytes = "fragmented".as_bytes();
+    let mut raw = masked(0x01, &bytes[..4]);
+    raw.extend(masked(0x80, &bytes[4..]));
+    b.send_raw(&raw);
+    assert_eq!(a.recv_json().str_field("text"), "fragmented");
+    let text = "z".repeat(1000);
+    a.send_text(&text);
+    assert_eq!(b.recv_json().str_field("text"), text);
+    assert_eq!(ending_after(&server, &masked(0x82, &[0; 1025])), Ending::Close(1009));
+    b.close(1000);
+    assert_eq!(a.recv_json().str_field("type"), "leave");
+}
