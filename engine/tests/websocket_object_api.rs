@@ -37,7 +37,11 @@ impl DurableObject for Lab {
                 }
             }
             "/events" => {
-                let events = ctx.storage().get(b"events").expect("read").unwrap_or_default();
+                let events = ctx
+                    .storage()
+                    .get(b"events")
+                    .expect("read")
+                    .unwrap_or_default();
                 res.text(200, &String::from_utf8_lossy(&events));
             }
             _ => {
@@ -70,7 +74,8 @@ impl DurableObject for Lab {
                 return;
             }
             ("attach", value) => {
-                ctx.serialize_attachment(ws, value.as_bytes()).expect("small");
+                ctx.serialize_attachment(ws, value.as_bytes())
+                    .expect("small");
                 return;
             }
             ("attach-too-big", _) => {
@@ -81,9 +86,13 @@ impl DurableObject for Lab {
                 }
             }
             ("close", _) => {
-                ctx.close_websocket(ws, 4001, "closed by the object").expect("open");
+                ctx.close_websocket(ws, 4001, "closed by the object")
+                    .expect("open");
                 // Nothing may be sent after the close.
-                assert_eq!(ctx.send(ws, Message::Text("late")), Err(WebSocketError::Closed));
+                assert_eq!(
+                    ctx.send(ws, Message::Text("late")),
+                    Err(WebSocketError::Closed)
+                );
                 return;
             }
             ("bad-close", _) => match ctx.close_websocket(ws, 1006, "") {
@@ -100,18 +109,24 @@ impl DurableObject for Lab {
     }
 
     fn websocket_close(&mut self, ws: WebSocket, code: u16, _reason: &str, ctx: &mut Context<'_>) {
-        let who = String::from_utf8_lossy(ctx.deserialize_attachment(ws).unwrap_or(b"?")).into_owned();
+        let who =
+            String::from_utf8_lossy(ctx.deserialize_attachment(ws).unwrap_or(b"?")).into_owned();
         record(ctx, &format!("close {who} {code};"));
     }
 
     fn websocket_error(&mut self, ws: WebSocket, error: &str, ctx: &mut Context<'_>) {
-        let who = String::from_utf8_lossy(ctx.deserialize_attachment(ws).unwrap_or(b"?")).into_owned();
+        let who =
+            String::from_utf8_lossy(ctx.deserialize_attachment(ws).unwrap_or(b"?")).into_owned();
         record(ctx, &format!("error {who} {error};"));
     }
 }
 
 fn record(ctx: &mut Context<'_>, event: &str) {
-    let mut events = ctx.storage().get(b"events").expect("read").unwrap_or_default();
+    let mut events = ctx
+        .storage()
+        .get(b"events")
+        .expect("read")
+        .unwrap_or_default();
     events.extend_from_slice(event.as_bytes());
     ctx.storage().put(b"events", &events).expect("small");
 }
@@ -166,11 +181,18 @@ fn recv(ws: &mut Ws) -> String {
 
 fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).expect("connect");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("send");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
     let mut text = String::new();
     stream.read_to_string(&mut text).expect("read");
     let status = text[9..12].parse().expect("a status");
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
     (status, body)
 }
 
@@ -181,7 +203,10 @@ fn eventually_events(addr: SocketAddr, object: &str, expected: &str) {
         if events == expected {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "events {events:?}, expected {expected:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events {events:?}, expected {expected:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -197,7 +222,8 @@ fn tags_attachments_and_targeted_sends() {
     assert_eq!(ask(&mut blue, "tags"), "blue");
     assert_eq!(ask(&mut red, "tags"), "red,warm");
     assert_eq!(ask(&mut red, "count:red"), "1");
-    blue.send(WsMessage::text("to:red:for the red ones")).expect("send");
+    blue.send(WsMessage::text("to:red:for the red ones"))
+        .expect("send");
     assert_eq!(recv(&mut red), "for the red ones");
     red.send(WsMessage::text("attach:ann2")).expect("send");
     assert_eq!(ask(&mut red, "whoami"), "ann2");

@@ -185,7 +185,10 @@ fn sockets_work_without_a_buffer_ring() {
     let text = "z".repeat(1000);
     a.send_text(&text);
     assert_eq!(b.recv_json().str_field("text"), text);
-    assert_eq!(ending_after(&server, &masked(0x82, &[0; 1025])), Ending::Close(1009));
+    assert_eq!(
+        ending_after(&server, &masked(0x82, &[0; 1025])),
+        Ending::Close(1009)
+    );
     b.close(1000);
     assert_eq!(a.recv_json().str_field("type"), "leave");
 }

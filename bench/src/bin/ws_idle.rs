@@ -56,7 +56,11 @@ fn main() {
             .unwrap_or_else(|e| panic!("connection {i} from {source}: {e}"));
         sockets.push(upgrade(stream, &path).unwrap_or_else(|e| panic!("upgrade {i}: {e}")));
         if (i + 1) % 10_000 == 0 {
-            eprintln!("{} open after {:.1} s", i + 1, started.elapsed().as_secs_f64());
+            eprintln!(
+                "{} open after {:.1} s",
+                i + 1,
+                started.elapsed().as_secs_f64()
+            );
         }
     }
     let opened_secs = started.elapsed().as_secs_f64();
@@ -109,7 +113,9 @@ fn upgrade(mut stream: TcpStream, path: &str) -> Result<TcpStream, String> {
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
     );
-    stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
