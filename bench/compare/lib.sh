@@ -474,7 +474,7 @@ write_meta() {
     --set "kernel=$(uname -r)"
     --set "cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
     --set "memory=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
-    --set "data_fs=$(df -P "$TMP" | awk 'NR == 2 { print $1 }') ($(stat -f -c %T "$TMP"))"
+    --set "data_fs=$(df -PT "$TMP" | awk 'NR == 2 { print $1 " (" $2 ")" }')"
     --set "placement=$PLACEMENT"
     --set "cores=$CORES"
     --set "client_threads=$CLIENT_THREADS"
