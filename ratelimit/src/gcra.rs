@@ -37,6 +37,50 @@ pub struct Gcra {
     burst: u64,
     emission_interval_ns: u64,
     tolerance_ns: u64,
+    /// `ceil(2^64 / T)`, so that `remaining` is a multiplication rather than
+    /// a division by `T` (a 64-bit division costs tens of cycles).
+    interval_reciprocal: Reciprocal,
+}
+
+/// Division of 64-bit values by one fixed divisor, by multiplication.
+///
+/// With `m = ceil(2^64 / d)`, `floor(n * m / 2^64)` is `floor(n / d)` or one
+/// more (the error `n * (m - 2^64 / d) / 2^64` is below `n / 2^64 < 1`), and
+/// one multiplication tells which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Reciprocal {
+    divisor: u64,
+    /// `ceil(2^64 / divisor)`; unused when `divisor` is 1.
+    multiplier: u64,
+}
+
+impl Reciprocal {
+    fn new(divisor: u64) -> Self {
+        assert!(divisor > 0, "a divisor is positive");
+        let multiplier = if divisor == 1 {
+            0
+        } else {
+            // Below 2^64 for any divisor of 2 or more.
+            ((1u128 << 64).div_ceil(u128::from(divisor))) as u64
+        };
+        Reciprocal {
+            divisor,
+            multiplier,
+        }
+    }
+
+    #[inline]
+    fn divide(self, n: u64) -> u64 {
+        if self.divisor == 1 {
+            return n;
+        }
+        let q = ((u128::from(n) * u128::from(self.multiplier)) >> 64) as u64;
+        if u128::from(q) * u128::from(self.divisor) > u128::from(n) {
+            q - 1
+        } else {
+            q
+        }
+    }
 }
 
 /// The state of one key: its theoretical arrival time in ns since the Unix
@@ -108,6 +152,7 @@ impl Gcra {
             burst,
             emission_interval_ns,
             tolerance_ns,
+            interval_reciprocal: Reciprocal::new(emission_interval_ns),
         })
     }
 
@@ -171,7 +216,10 @@ impl Gcra {
         Decision {
             allowed,
             limit: self.burst,
-            remaining: saturate(div_fast(credit_ns, self.emission_interval_ns)),
+            remaining: match u64::try_from(credit_ns) {
+                Ok(credit_ns) => self.interval_reciprocal.divide(credit_ns),
+                Err(_) => saturate(credit_ns / interval_ns),
+            },
             reset_after_ms: ceil_ms(tat_after_ns - now_ns),
             retry_after_ms,
         }
@@ -187,19 +235,41 @@ fn ceil_ms(duration_ns: u128) -> u64 {
     }
 }
 
-/// `dividend / divisor`, in u64 arithmetic whenever the dividend fits.
-fn div_fast(dividend: u128, divisor: u64) -> u128 {
-    match u64::try_from(dividend) {
-        Ok(dividend) => u128::from(dividend / divisor),
-        Err(_) => dividend / u128::from(divisor),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const NOW_MS: u64 = 1_700_000_000_000;
+
+    #[test]
+    fn division_by_reciprocal_is_exact() {
+        let divisors = [
+            1u64,
+            2,
+            3,
+            7,
+            10,
+            1_000_000,
+            333_333_334,
+            u64::MAX / 3,
+            u64::MAX,
+        ];
+        for &d in &divisors {
+            let r = Reciprocal::new(d);
+            let mut n = 0x9E37_79B9_7F4A_7C15u64;
+            for probe in [0, 1, d - 1, d, d.wrapping_add(1), u64::MAX - 1, u64::MAX] {
+                assert_eq!(r.divide(probe), probe / d, "{probe} / {d}");
+            }
+            for _ in 0..10_000 {
+                n = n
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                assert_eq!(r.divide(n), n / d, "{n} / {d}");
+                let small = n >> 20;
+                assert_eq!(r.divide(small), small / d, "{small} / {d}");
+            }
+        }
+    }
 
     #[test]
     fn fresh_key_spends_its_burst_then_is_paced() {
