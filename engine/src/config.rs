@@ -11,6 +11,7 @@
 //! websocket_message_bytes_max = 1048576      # a bigger message closes its socket with 1009
 //! websocket_send_queue_bytes_max = 4194304   # a reader this far behind is closed with 1008
 //! websocket_close_timeout_ms = 5000          # wait this long for the peer's close frame
+//! call_timeout_ms = 30000          # a call between objects unanswered this long fails
 //!
 //! [classes.ratelimit]              # per-class settings
 //! limit = 100
@@ -77,6 +78,9 @@ pub struct ServerConfig {
     pub websocket_send_queue_bytes_max: usize,
     /// How long a closing WebSocket waits for the peer's close frame.
     pub websocket_close_timeout_ms: u64,
+    /// How long an object waits for the reply to a call it made before the
+    /// call fails with a timeout (a late reply is dropped).
+    pub call_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +95,7 @@ impl Default for ServerConfig {
             websocket_message_bytes_max: 1 << 20,
             websocket_send_queue_bytes_max: 4 << 20,
             websocket_close_timeout_ms: 5_000,
+            call_timeout_ms: 30_000,
         }
     }
 }
@@ -225,6 +230,10 @@ impl Config {
         check(
             s.websocket_close_timeout_ms >= 1,
             "server.websocket_close_timeout_ms must be at least 1",
+        )?;
+        check(
+            s.call_timeout_ms >= 1,
+            "server.call_timeout_ms must be at least 1",
         )?;
         let routes = self.routes();
         check(

@@ -37,6 +37,8 @@ shard_metrics! {
     rpc_requests_total,
     /// Calls objects of this shard made to other objects.
     calls_made_total,
+    /// Calls that got no reply within `call_timeout_ms`.
+    calls_timed_out_total,
     /// Calls from other objects served by objects of this shard.
     calls_served_total,
     /// Requests this shard sent to the shard owning their object.

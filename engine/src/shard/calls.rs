@@ -27,6 +27,18 @@ use crate::metrics;
 use crate::object::{CallError, CallId, DeferredReply, Response};
 use crate::ObjectId;
 
+/// How often overdue calls are looked for (or the call timeout, if
+/// shorter).
+pub(super) const CALL_SWEEP_INTERVAL_MS: u64 = 1_000;
+
+/// A call whose reply has not come back.
+pub(super) struct PendingCall {
+    pub class: u16,
+    pub caller: ObjectId,
+    /// On the shard's monotonic clock.
+    pub overdue_at_ms: u64,
+}
+
 /// Where a deferred response goes once the object gives it.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum ReplyTarget {
@@ -133,6 +145,12 @@ impl Shard {
         for call in &calls {
             self.objects.wait_more(&caller, 1);
             metrics::add(&self.metrics.calls_made_total, 1);
+            let pending = PendingCall {
+                class,
+                caller,
+                overdue_at_ms: self.mono_ms + self.server.call_timeout_ms,
+            };
+            self.pending_calls.insert(call.call.0, pending);
             let header = RequestHeader {
                 request_id: call.call.0,
                 class: call.class.clone(),
@@ -359,7 +377,11 @@ impl Shard {
         else {
             unreachable!("reply frames are encoded by a shard")
         };
-        self.objects.wait_more(&caller, -1);
+        if self.pending_calls.remove(&header.request_id).is_none() {
+            // The call timed out and its caller was told so: too late.
+            self.mesh.recycle(frame);
+            return;
+        }
         let reply = if header.status == status::OK {
             Ok(&frame[payload])
         } else {
@@ -368,7 +390,45 @@ impl Shard {
                 message: header.message.clone(),
             })
         };
-        let call = CallId(header.request_id);
+        self.deliver_call_reply(class, caller, CallId(header.request_id), reply);
+        self.mesh.recycle(frame);
+    }
+
+    /// Fails every call whose reply is overdue: its caller gets a timeout
+    /// error instead, and a reply arriving later is dropped. The scan is
+    /// over calls in flight only, so memory and time follow what is
+    /// outstanding, not the call rate.
+    pub(super) fn sweep_calls(&mut self) {
+        let now = self.mono_ms;
+        let mut overdue: Vec<u64> = self
+            .pending_calls
+            .iter()
+            .filter(|(_, p)| p.overdue_at_ms <= now)
+            .map(|(&call, _)| call)
+            .collect();
+        overdue.sort_unstable();
+        for call in overdue {
+            let pending = self
+                .pending_calls
+                .remove(&call)
+                .expect("collected from the map just now");
+            metrics::add(&self.metrics.calls_timed_out_total, 1);
+            let error = CallError {
+                status: status::TIMEOUT,
+                message: format!("no reply within {} ms", self.server.call_timeout_ms),
+            };
+            self.deliver_call_reply(pending.class, pending.caller, CallId(call), Err(error));
+        }
+    }
+
+    fn deliver_call_reply(
+        &mut self,
+        class: u16,
+        caller: ObjectId,
+        call: CallId,
+        reply: Result<&[u8], CallError>,
+    ) {
+        self.objects.wait_more(&caller, -1);
         let outcome = self
             .objects
             .run(event_env!(self), class, caller, |object, ctx| {
@@ -377,7 +437,6 @@ impl Shard {
         // A call_reply has no response of its own to defer.
         self.effects.deferred = None;
         self.after_event(class, caller, &outcome);
-        self.mesh.recycle(frame);
     }
 
     /// Runs the work queued for this shard's own objects.

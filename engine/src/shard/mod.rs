@@ -118,10 +118,18 @@ pub struct ShardSetup {
 /// What a timer entry is for.
 #[derive(Clone, Copy, Debug)]
 enum Timer {
-    Conn { index: u32, generation: u32 },
+    Conn {
+        index: u32,
+        generation: u32,
+    },
     Sweep,
     AlarmScan,
-    Alarm { id: crate::ObjectId, at_ms: u64 },
+    Alarm {
+        id: crate::ObjectId,
+        at_ms: u64,
+    },
+    /// Time to fail the calls whose replies are overdue.
+    CallSweep,
 }
 
 /// What the shard needs to speak binary RPC.
@@ -167,6 +175,9 @@ pub struct Shard {
     held: VecDeque<(Seq, calls::Delivery)>,
     /// Work for this shard's own objects, done next turn.
     local_work: VecDeque<calls::LocalWork>,
+    /// Calls objects made whose replies have not come back, by call ID:
+    /// the caller's class and ID, and when the reply is overdue.
+    pending_calls: std::collections::HashMap<u64, calls::PendingCall>,
     /// Responses objects deferred, by id: the object and where it goes.
     deferred: std::collections::HashMap<u64, (crate::ObjectId, calls::ReplyTarget)>,
     /// What the current event asked for besides storage.
@@ -324,6 +335,7 @@ impl Shard {
             held: VecDeque::new(),
             local_work: VecDeque::new(),
             deferred: std::collections::HashMap::new(),
+            pending_calls: std::collections::HashMap::new(),
             effects: crate::object::Effects::default(),
             wake_buf: Box::new(0),
             alarms_scanned_until_ms: 0,
@@ -339,6 +351,8 @@ impl Shard {
         }
         self.arm_wake()?;
         self.timers.insert(SWEEP_INTERVAL_MS, Timer::Sweep);
+        self.timers
+            .insert(calls::CALL_SWEEP_INTERVAL_MS, Timer::CallSweep);
         self.scan_alarms();
         self.timers
             .insert(alarms::ALARM_SCAN_INTERVAL_MS, Timer::AlarmScan);
@@ -549,6 +563,12 @@ impl Shard {
                     );
                 }
                 Timer::Alarm { id, at_ms } => self.fire_alarm(id, at_ms),
+                Timer::CallSweep => {
+                    self.sweep_calls();
+                    let interval = calls::CALL_SWEEP_INTERVAL_MS.min(self.server.call_timeout_ms);
+                    self.timers
+                        .insert(self.mono_ms + interval, Timer::CallSweep);
+                }
             }
         }
         self.fired = fired;

@@ -127,6 +127,9 @@ pub mod status {
     pub const STORAGE_LIMIT: u16 = 6;
     /// The object reference is not valid for the class.
     pub const BAD_OBJECT: u16 = 7;
+    /// A call between objects got no reply within the server's
+    /// `call_timeout_ms`.
+    pub const TIMEOUT: u16 = 8;
 
     /// A short name for `code`, for error messages.
     pub fn name(code: u16) -> &'static str {
@@ -139,6 +142,7 @@ pub mod status {
             INTERNAL => "internal error",
             STORAGE_LIMIT => "storage limit",
             BAD_OBJECT => "bad object",
+            TIMEOUT => "timeout",
             _ => "unknown status",
         }
     }
