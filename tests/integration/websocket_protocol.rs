@@ -192,3 +192,47 @@ fn sockets_work_without_a_buffer_ring() {
     b.close(1000);
     assert_eq!(a.recv_json().str_field("type"), "leave");
 }
+
+/// Random bytes after the upgrade, and random frames with valid headers:
+/// every connection ends with a close code or a close, and the server goes
+/// on serving.
+#[test]
+fn garbage_after_the_upgrade_never_takes_a_shard_down() {
+    let mut server = Server::start_with_config(2, "[server]\nwebsocket_message_bytes_max = 4096\n");
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..60 {
+        let mut ws = joined(&server, &format!("g{}", round % 7), "x");
+        ws.set_timeout(Duration::from_secs(5));
+        let mut bytes = Vec::new();
+        for _ in 0..(1 + next() % 8) {
+            if next() % 3 == 0 {
+                // Raw noise.
+                let len = next() % 300;
+                bytes.extend((0..len).map(|_| next() as u8));
+            } else {
+                // A frame with a random first byte and a random payload.
+                let first = next() as u8;
+                let len = (next() % 200) as usize;
+                let payload: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                bytes.extend(masked(first, &payload));
+            }
+        }
+        ws.send_raw(&bytes);
+        // Whatever the bytes meant, the connection either lives on or ends
+        // with a close frame or a closed socket; reading must not hang.
+        ws.send_raw(&masked(0x88, &1000u16.to_be_bytes()));
+        let _ = ws.ending();
+        server.assert_alive();
+    }
+    let mut a = joined(&server, "after", "a");
+    let mut b = joined(&server, "after", "b");
+    a.recv_json();
+    b.send_text("still serving");
+    assert_eq!(a.recv_json().str_field("text"), "still serving");
+}
