@@ -12,6 +12,7 @@
 //! websocket_send_queue_bytes_max = 4194304   # a reader this far behind is closed with 1008
 //! websocket_close_timeout_ms = 5000          # wait this long for the peer's close frame
 //! call_timeout_ms = 30000          # a call between objects unanswered this long fails
+//! shutdown_timeout_ms = 10000      # on SIGTERM, connections get this long to finish
 //!
 //! [classes.ratelimit]              # per-class settings
 //! limit = 100
@@ -81,6 +82,9 @@ pub struct ServerConfig {
     /// How long an object waits for the reply to a call it made before the
     /// call fails with a timeout (a late reply is dropped).
     pub call_timeout_ms: u64,
+    /// On SIGTERM, how long a shard waits for its connections to finish
+    /// before it ends anyway.
+    pub shutdown_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -96,6 +100,7 @@ impl Default for ServerConfig {
             websocket_send_queue_bytes_max: 4 << 20,
             websocket_close_timeout_ms: 5_000,
             call_timeout_ms: 30_000,
+            shutdown_timeout_ms: 10_000,
         }
     }
 }

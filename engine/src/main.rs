@@ -220,8 +220,32 @@ fn raise_fd_limit() {
     }
 }
 
+/// Blocks SIGTERM and SIGINT in this thread, and so in every thread it
+/// starts afterwards; [`wait_for_stop_signal`] then takes them.
+fn block_stop_signals() -> libc::sigset_t {
+    // SAFETY: signal-set calls on a local set; pthread_sigmask on the
+    // calling thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Waits for SIGTERM or SIGINT.
+fn wait_for_stop_signal(set: &libc::sigset_t) -> i32 {
+    let mut signal = 0;
+    // SAFETY: sigwait on a set of blocked signals, writing a local int.
+    while unsafe { libc::sigwait(set, &mut signal) } != 0 {}
+    signal
+}
+
 fn serve(args: ServeArgs) -> ExitCode {
     raise_fd_limit();
+    let stop_signals = block_stop_signals();
     let options = match options(&args) {
         Ok(o) => o,
         Err(e) => {
@@ -261,6 +285,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     let _ = writeln!(stdout, "durin listening on http://{}", running.addr());
     let _ = stdout.flush();
+    let signal = wait_for_stop_signal(&stop_signals);
+    log::warn!("signal {signal}: stopping (connections get shutdown_timeout_ms to finish)");
+    running.stop();
     running.wait();
     ExitCode::SUCCESS
 }

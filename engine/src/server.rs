@@ -241,6 +241,7 @@ impl ServerBuilder {
                 .map(|_| Arc::new(ShardMetrics::default()))
                 .collect(),
         );
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(shards);
         let mut handles = Vec::with_capacity(shards);
         for (index, (listener, mesh)) in listeners.into_iter().zip(meshes).enumerate() {
@@ -259,6 +260,7 @@ impl ServerBuilder {
                 metrics: Arc::clone(&all_metrics[index]),
                 all_metrics: Arc::clone(&all_metrics),
                 waker: Arc::clone(&wakers[index]),
+                stopping: Arc::clone(&stopping),
                 mesh,
             };
             let ready = ready_tx.clone();
@@ -279,6 +281,8 @@ impl ServerBuilder {
             addr,
             rpc: rpc_addrs,
             handles,
+            stopping,
+            wakers,
         })
     }
 }
@@ -381,6 +385,8 @@ pub struct RunningServer {
     addr: SocketAddr,
     rpc: Option<(SocketAddr, u16)>,
     handles: Vec<JoinHandle<()>>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+    wakers: Vec<Arc<ShardWaker>>,
 }
 
 impl RunningServer {
@@ -405,6 +411,20 @@ impl RunningServer {
     pub fn wait(self) {
         for handle in self.handles {
             let _ = handle.join();
+        }
+    }
+
+    /// Asks every shard to stop: new connections are refused, WebSockets
+    /// are closed with 1001 (going away), other connections close once
+    /// what they are owed is sent (responses wait for their writes to be
+    /// durable, as always), and each shard ends once it has no connection
+    /// left or after the server's `shutdown_timeout_ms`. [`wait`](Self::wait)
+    /// returns when all have ended.
+    pub fn stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for waker in &self.wakers {
+            waker.wake();
         }
     }
 }

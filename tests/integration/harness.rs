@@ -211,6 +211,28 @@ impl Server {
         }
     }
 
+    /// SIGTERM, then waits up to `timeout` for the process to exit (and
+    /// SIGKILLs it past that, failing the test). Returns how it exited.
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        let mut running = self.running.take().expect("the server is running");
+        let pid = running.child.id() as libc::pid_t;
+        // SAFETY: kill(2) on our own child's pid, which has not been
+        // waited for yet.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = running.child.try_wait().expect("try_wait works") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let stderr = running.stderr_text();
+                running.kill9();
+                panic!("the server did not exit within {timeout:?} of SIGTERM\n{stderr}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Kills the server if it runs, then starts it again on the same data
     /// directory and config file with `cores` shards. The port changes.
     pub fn restart(&mut self, cores: usize) {

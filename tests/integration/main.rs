@@ -36,6 +36,7 @@ mod ratelimit_survives_sigkill;
 mod ratelimit_window;
 mod restart_with_other_core_count;
 mod rpc;
+mod sigterm_drains;
 mod startup_and_health;
 mod unknown_routes;
 mod websocket_hibernation;

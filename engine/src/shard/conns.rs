@@ -39,6 +39,11 @@ impl ConnTable {
         self.open
     }
 
+    /// Slots in the table, occupied or not.
+    pub fn slot_count(&self) -> u32 {
+        self.slots.len() as u32
+    }
+
     pub fn is_full(&self) -> bool {
         self.open >= self.max
     }
@@ -121,7 +126,7 @@ impl Shard {
     }
 
     fn accept(&mut self, fd: i32, listener: u32) -> std::io::Result<()> {
-        if self.conns.is_full() {
+        if self.conns.is_full() || self.stop_by_ms.is_some() {
             // An RPC client has not said hello yet and cannot read an HTTP
             // answer: it only sees the close.
             return self.reject(fd, listener == 0);
@@ -318,6 +323,42 @@ impl Shard {
             self.socket_gone(socket, gone);
         }
         Ok(())
+    }
+
+    /// Drains the shard's connections for a stop: each WebSocket gets a
+    /// close frame with 1001 (going away) after what it is owed; every other
+    /// connection closes once nothing of it is in flight (a request being
+    /// served elsewhere is answered first). Called on every turn of a stop,
+    /// so that connections busy at first are closed when they are done.
+    pub(super) fn drain_conns(&mut self) {
+        for index in 0..self.conns.slot_count() {
+            let Some(conn) = self.conns.by_index(index) else {
+                continue;
+            };
+            if conn.closing || conn.dead {
+                continue;
+            }
+            if let Some(ws) = conn.ws.as_mut() {
+                let socket = crate::object::WebSocket {
+                    index: ws.socket,
+                    generation: ws.socket_generation,
+                };
+                if !ws.close_sent {
+                    ws.close_sent = true;
+                    durin_net::ws::write_close(
+                        conn.output(),
+                        durin_net::ws::close_code::GOING_AWAY,
+                        "server shutting down",
+                    );
+                }
+                conn.closing = true;
+                // The server is going away: the object is not told.
+                self.sockets.remove(socket);
+            } else if !conn.awaiting_reply && conn.rpc_in_flight == 0 && conn.handoff_to.is_none() {
+                conn.closing = true;
+            }
+            self.dirty.push(index);
+        }
     }
 
     /// Sets when a connection times out; see [`arm_deadline`].

@@ -112,6 +112,8 @@ pub struct ShardSetup {
     pub metrics: Arc<ShardMetrics>,
     pub all_metrics: Arc<Vec<Arc<ShardMetrics>>>,
     pub waker: Arc<ShardWaker>,
+    /// Set when the server is asked to stop.
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
     pub mesh: Mesh,
 }
 
@@ -155,6 +157,10 @@ pub struct Shard {
     routes: Arc<Vec<crate::registry::RouteEntry>>,
     mesh: Mesh,
     waker: Arc<ShardWaker>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// When this shard ends at the latest, once it is stopping (ms on its
+    /// monotonic clock).
+    stop_by_ms: Option<u64>,
     timers: TimerWheel<Timer>,
     server: ServerConfig,
     limits: Limits,
@@ -237,6 +243,7 @@ pub fn run(setup: ShardSetup, ready: impl FnOnce(Result<(), String>)) {
         eprintln!("durin: shard {} stopped: {e}", shard.index);
         std::process::exit(70);
     }
+    log::info!("shard {} stopped", shard.index);
 }
 
 fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
@@ -320,6 +327,8 @@ impl Shard {
             registry: setup.registry,
             mesh: setup.mesh,
             waker: setup.waker,
+            stopping: setup.stopping,
+            stop_by_ms: None,
             timers: TimerWheel::new(TIMER_TICK_MS, TIMER_SLOTS, 0),
             server: setup.server,
             limits,
@@ -405,11 +414,38 @@ impl Shard {
             if let Some(write) = self.store.flush() {
                 self.submit_wal(write).map_err(|e| format!("ring: {e}"))?;
             }
+            self.drain_if_stopping();
             self.service_dirty().map_err(|e| format!("ring: {e}"))?;
             self.mesh.flush();
             self.publish_metrics();
+            if self.may_end() {
+                return Ok(());
+            }
             self.wait().map_err(|e| format!("ring: {e}"))?;
         }
+    }
+
+    /// Once the server is stopping (seen on the first turn after it was
+    /// asked), drains the connections on every turn.
+    fn drain_if_stopping(&mut self) {
+        if self.stop_by_ms.is_none() {
+            if !self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            self.stop_by_ms = Some(self.mono_ms + self.server.shutdown_timeout_ms);
+            log::info!("shard {} stopping", self.index);
+        }
+        self.drain_conns();
+    }
+
+    /// Whether a stopping shard may end: no connection left and every
+    /// group durable and applied, or the shutdown timeout passed.
+    fn may_end(&self) -> bool {
+        let Some(by_ms) = self.stop_by_ms else {
+            return false;
+        };
+        let drained = self.conns.open() == 0 && self.store.is_settled();
+        drained || self.mono_ms >= by_ms
     }
 
     /// Submits what the turn queued and blocks until there is work.

@@ -442,7 +442,7 @@ impl Shard {
     /// Takes over a connection another shard handed off, and serves the
     /// request it carries.
     pub(super) fn adopt(&mut self, fd: i32, input: Vec<u8>) -> std::io::Result<()> {
-        if self.conns.is_full() {
+        if self.conns.is_full() || self.stop_by_ms.is_some() {
             return self.reject(fd, true);
         }
         let (index, generation) = self.conns.insert(fd);
