@@ -325,42 +325,6 @@ impl Shard {
         Ok(())
     }
 
-    /// Drains the shard's connections for a stop: each WebSocket gets a
-    /// close frame with 1001 (going away) after what it is owed; every other
-    /// connection closes once nothing of it is in flight (a request being
-    /// served elsewhere is answered first). Called on every turn of a stop,
-    /// so that connections busy at first are closed when they are done.
-    pub(super) fn drain_conns(&mut self) {
-        for index in 0..self.conns.slot_count() {
-            let Some(conn) = self.conns.by_index(index) else {
-                continue;
-            };
-            if conn.closing || conn.dead {
-                continue;
-            }
-            if let Some(ws) = conn.ws.as_mut() {
-                let socket = crate::object::WebSocket {
-                    index: ws.socket,
-                    generation: ws.socket_generation,
-                };
-                if !ws.close_sent {
-                    ws.close_sent = true;
-                    durin_net::ws::write_close(
-                        conn.output(),
-                        durin_net::ws::close_code::GOING_AWAY,
-                        "server shutting down",
-                    );
-                }
-                conn.closing = true;
-                // The server is going away: the object is not told.
-                self.sockets.remove(socket);
-            } else if !conn.awaiting_reply && conn.rpc_in_flight == 0 && conn.handoff_to.is_none() {
-                conn.closing = true;
-            }
-            self.dirty.push(index);
-        }
-    }
-
     /// Sets when a connection times out; see [`arm_deadline`].
     pub(super) fn set_deadline(&mut self, index: u32, deadline_ms: u64, header: bool) {
         if let Some(conn) = self.conns.by_index(index) {

@@ -50,6 +50,7 @@ mod conns;
 mod http;
 pub mod objects;
 mod rpc;
+mod stop;
 mod websocket;
 
 use std::collections::VecDeque;
@@ -423,29 +424,6 @@ impl Shard {
             }
             self.wait().map_err(|e| format!("ring: {e}"))?;
         }
-    }
-
-    /// Once the server is stopping (seen on the first turn after it was
-    /// asked), drains the connections on every turn.
-    fn drain_if_stopping(&mut self) {
-        if self.stop_by_ms.is_none() {
-            if !self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
-                return;
-            }
-            self.stop_by_ms = Some(self.mono_ms + self.server.shutdown_timeout_ms);
-            log::info!("shard {} stopping", self.index);
-        }
-        self.drain_conns();
-    }
-
-    /// Whether a stopping shard may end: no connection left and every
-    /// group durable and applied, or the shutdown timeout passed.
-    fn may_end(&self) -> bool {
-        let Some(by_ms) = self.stop_by_ms else {
-            return false;
-        };
-        let drained = self.conns.open() == 0 && self.store.is_settled();
-        drained || self.mono_ms >= by_ms
     }
 
     /// Submits what the turn queued and blocks until there is work.
