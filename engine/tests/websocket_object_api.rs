@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use durin::config::Config;
 use durin::object::{
-    Context, DurableObject, Message, ObjectClass, Request, Response, WebSocket, WebSocketError,
-    ATTACHMENT_BYTES_MAX,
+    Context, Deferred, DurableObject, Message, ObjectClass, Request, Response, WebSocket,
+    WebSocketError, ATTACHMENT_BYTES_MAX,
 };
 use durin::server::{RunningServer, ServerBuilder, ServerOptions};
 use durin::ObjectId;
@@ -18,7 +18,11 @@ use tungstenite::Message as WsMessage;
 /// `GET /{name}/ws?tags=a,b&who=N` accepts a socket; every message is a
 /// command (see `websocket_message`); the close and error events are
 /// recorded in storage and read back with `GET /{name}/events`.
-struct Lab;
+#[derive(Default)]
+struct Lab {
+    /// A response deferred while accepting (`?defer=1`), given later.
+    deferred: Option<Deferred>,
+}
 
 impl DurableObject for Lab {
     fn fetch(&mut self, req: &Request<'_>, res: &mut Response, ctx: &mut Context<'_>) {
@@ -30,6 +34,9 @@ impl DurableObject for Lab {
                     Ok(ws) => {
                         let who = req.query_param("who").unwrap_or_default();
                         ctx.serialize_attachment(ws, who.as_bytes()).expect("small");
+                        if req.query_param("defer").is_some() {
+                            self.deferred = Some(ctx.defer());
+                        }
                     }
                     Err(e) => {
                         res.text(400, &e.to_string());
@@ -99,6 +106,15 @@ impl DurableObject for Lab {
                 Err(WebSocketError::InvalidCloseCode(1006)) => "refused".to_string(),
                 other => format!("unexpected {other:?}"),
             },
+            ("respond", _) => {
+                // The deferred response of an accepted upgrade goes nowhere.
+                if let Some(deferred) = self.deferred.take() {
+                    let mut response = Response::default();
+                    response.text(200, "too late");
+                    ctx.respond(deferred, response);
+                }
+                "responded".to_string()
+            }
             ("panic", _) => {
                 ctx.storage().put(b"panicked", b"yes").expect("small");
                 panic!("a handler panics on purpose");
@@ -134,7 +150,7 @@ fn record(ctx: &mut Context<'_>, event: &str) {
 struct LabClass;
 impl ObjectClass for LabClass {
     fn create(&self, _id: &ObjectId, _ctx: &mut Context<'_>) -> Box<dyn DurableObject> {
-        Box::new(Lab)
+        Box::new(Lab::default())
     }
 }
 
@@ -297,4 +313,15 @@ fn a_panicking_handler_leaves_the_socket_open() {
     // The object is rebuilt for the next message; the socket and its
     // attachment are still there.
     assert_eq!(ask(&mut ws, "whoami"), "q");
+}
+
+#[test]
+fn a_response_deferred_while_accepting_is_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&dir);
+    let addr = server.addr();
+    let mut ws = connect(addr, "/lab/d/ws?who=d&defer=1");
+    assert_eq!(ask(&mut ws, "respond"), "responded");
+    // No HTTP bytes reached the socket: it still speaks WebSocket.
+    assert_eq!(ask(&mut ws, "whoami"), "d");
 }

@@ -309,8 +309,9 @@ pub(crate) struct WsEnv<'s> {
 impl Context<'_> {
     /// Accepts the WebSocket the request being handled asks for, with up
     /// to [`TAGS_MAX`] tags of at most [`TAG_BYTES_MAX`] bytes. The shard
-    /// answers `101` (the response the handler builds is not sent); the
-    /// socket is in [`websockets`](Self::websockets) at once.
+    /// answers `101` (the response the handler builds is not sent, and a
+    /// response it defers is dropped); the socket is in
+    /// [`websockets`](Self::websockets) at once.
     pub fn accept_websocket(&mut self, tags: &[&str]) -> Result<WebSocket, WebSocketError> {
         if tags.len() > TAGS_MAX {
             return Err(WebSocketError::TooManyTags {

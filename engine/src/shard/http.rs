@@ -346,6 +346,11 @@ impl Shard {
             .run(event_env!(self), class, id, |object, ctx| {
                 object.fetch(req, res, ctx)
             });
+        if self.upgrade.as_ref().is_some_and(|u| u.accepted.is_some()) {
+            // Accepting answered the request (101): a response deferred in
+            // the same event has nowhere to go, and is dropped.
+            self.effects.deferred = None;
+        }
         let deferred = self.register_deferred(id, target);
         self.after_event(class, id, &outcome);
         if outcome.result.is_none() {
