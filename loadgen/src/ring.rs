@@ -7,7 +7,7 @@
 
 use std::io;
 
-use io_uring::{squeue, IoUring};
+use io_uring::{squeue, types, IoUring};
 
 /// Submission queue entries; a full queue is flushed to the kernel, so this
 /// bounds a batch, not the operations in flight.
@@ -87,6 +87,27 @@ pub fn build_ring(cq_entries: u32) -> io::Result<IoUring> {
                 .setup_cqsize(cq_entries)
                 .build(SQ_ENTRIES)
         }
+    }
+}
+
+/// Submits what is queued and, if `wait_ns` is not 0, waits up to that
+/// long for a completion. A timeout and the transient errors are not
+/// failures: the caller's loop simply turns again.
+pub fn submit_and_wait_ns(ring: &mut IoUring, wait_ns: u64) -> io::Result<()> {
+    let result = if wait_ns == 0 {
+        ring.submit()
+    } else {
+        let wait = types::Timespec::new()
+            .sec(wait_ns / 1_000_000_000)
+            .nsec((wait_ns % 1_000_000_000) as u32);
+        let args = types::SubmitArgs::new().timespec(&wait);
+        ring.submitter().submit_with_args(1, &args)
+    };
+    match result {
+        Ok(_) => Ok(()),
+        Err(err) if err.raw_os_error() == Some(libc::ETIME) => Ok(()),
+        Err(err) if is_transient(&err) => Ok(()),
+        Err(err) => Err(err),
     }
 }
 

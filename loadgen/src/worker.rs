@@ -38,7 +38,7 @@ use crate::conn::{Conn, ConnState};
 use crate::keys::KeySampler;
 use crate::protocol::{Protocol, Session};
 use crate::ring::{
-    build_ring, is_transient, is_transient_errno, push, token, untoken, Op, CQ_ENTRIES_MAX,
+    build_ring, is_transient_errno, push, submit_and_wait_ns, token, untoken, Op, CQ_ENTRIES_MAX,
     GENERATION_MASK, SQ_ENTRIES,
 };
 use crate::schedule::Schedule;
@@ -240,21 +240,7 @@ impl<P: Protocol> Worker<P> {
     }
 
     fn enter_ring(&mut self, wait_ns: u64) -> io::Result<()> {
-        let result = if wait_ns == 0 {
-            self.ring.submit()
-        } else {
-            let wait = types::Timespec::new()
-                .sec(wait_ns / 1_000_000_000)
-                .nsec((wait_ns % 1_000_000_000) as u32);
-            let args = types::SubmitArgs::new().timespec(&wait);
-            self.ring.submitter().submit_with_args(1, &args)
-        };
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if err.raw_os_error() == Some(libc::ETIME) => Ok(()),
-            Err(err) if is_transient(&err) => Ok(()),
-            Err(err) => Err(err),
-        }
+        submit_and_wait_ns(&mut self.ring, wait_ns)
     }
 
     /// Open loop: hands each request whose send time has come to its

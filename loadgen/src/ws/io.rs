@@ -12,7 +12,7 @@ use super::client::ClientState;
 use super::handshake;
 use super::pool::{BUFFER_BYTES, BUFFER_GROUP};
 use super::worker::{Worker, COMPLETION_BATCH, POOL_SLOT};
-use crate::ring::{is_transient, is_transient_errno, push, token, untoken, Op};
+use crate::ring::{is_transient_errno, push, submit_and_wait_ns, token, untoken, Op};
 use crate::socket;
 
 impl Worker {
@@ -29,21 +29,7 @@ impl Worker {
     }
 
     fn enter(&mut self, wait_ns: u64) -> io::Result<()> {
-        let result = if wait_ns == 0 {
-            self.ring.submit()
-        } else {
-            let wait = types::Timespec::new()
-                .sec(wait_ns / 1_000_000_000)
-                .nsec((wait_ns % 1_000_000_000) as u32);
-            let args = types::SubmitArgs::new().timespec(&wait);
-            self.ring.submitter().submit_with_args(1, &args)
-        };
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if err.raw_os_error() == Some(libc::ETIME) => Ok(()),
-            Err(err) if is_transient(&err) => Ok(()),
-            Err(err) => Err(err),
-        }
+        submit_and_wait_ns(&mut self.ring, wait_ns)
     }
 
     fn drain_completions(&mut self) {
