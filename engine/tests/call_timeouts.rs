@@ -3,17 +3,18 @@
 //! is not kept in memory forever; a reply that comes later is dropped.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use durin::config::Config;
 use durin::object::{
     CallError, CallId, Context, Deferred, DurableObject, ObjectClass, Request, Response, RpcError,
 };
-use durin::server::{ServerBuilder, ServerOptions};
+use durin::server::ServerBuilder;
 use durin::ObjectId;
 use durin_client::ObjectRef;
+
+mod common;
+use common::{http_get, loopback_options};
 
 /// Takes every call and never answers it.
 struct Sink;
@@ -74,38 +75,10 @@ impl ObjectClass for CallerClass {
     }
 }
 
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut text = String::new();
-    stream.read_to_string(&mut text).expect("read");
-    let status = text[9..12].parse().expect("a status");
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
-}
-
 #[test]
 fn an_unanswered_call_times_out() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let options = ServerOptions {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        rpc_listen: None,
-        rpc_shard_base_port: 0,
-        data_dir: dir.path().to_path_buf(),
-        shards: 2,
-        cpus: None,
-        partitions: None,
-    };
+    let options = loopback_options(dir.path(), 2, false);
     let config = Config::parse("[server]\ncall_timeout_ms = 300\n").expect("valid");
     let server = ServerBuilder::new()
         .class("sink", SinkClass)
@@ -114,7 +87,7 @@ fn an_unanswered_call_times_out() {
         .expect("start");
     for name in ["a", "b", "c"] {
         let started = Instant::now();
-        let (status, body) = get(server.addr(), &format!("/caller/{name}"));
+        let (status, body) = http_get(server.addr(), &format!("/caller/{name}"));
         let waited = started.elapsed();
         assert_eq!(status, 504, "{body}");
         assert!(body.contains("no reply within 300 ms"), "{body}");

@@ -12,9 +12,12 @@ use durin::config::Config;
 use durin::object::{
     CallError, CallId, Context, Deferred, DurableObject, ObjectClass, Request, Response, RpcError,
 };
-use durin::server::{RunningServer, ServerBuilder, ServerOptions};
+use durin::server::{RunningServer, ServerBuilder};
 use durin::ObjectId;
 use durin_client::{Client, ClientOptions, ObjectRef};
+
+mod common;
+use common::loopback_options;
 
 /// Answers `chain` with its own name, followed by the answer of the rest
 /// of the chain (`b,a`: call `b` with `a`, then prefix its answer).
@@ -137,15 +140,7 @@ const NAMES: [&str; 6] = ["a", "b", "c", "ha", "hb", "hc"];
 
 fn start() -> (RunningServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let options = ServerOptions {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        rpc_listen: Some("127.0.0.1:0".parse().expect("addr")),
-        rpc_shard_base_port: 0,
-        data_dir: dir.path().to_path_buf(),
-        shards: 3,
-        cpus: None,
-        partitions: None,
-    };
+    let options = loopback_options(dir.path(), 3, true);
     let server = ServerBuilder::new()
         .class("relay", RelayClass)
         .start(options, Config::default())

@@ -2,7 +2,7 @@
 //! own: tags, attachments, sends, closes by the object, the close and error
 //! events, binary messages, limits, and a handler panic.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -11,9 +11,12 @@ use durin::object::{
     Context, Deferred, DurableObject, Message, ObjectClass, Request, Response, WebSocket,
     WebSocketError, ATTACHMENT_BYTES_MAX,
 };
-use durin::server::{RunningServer, ServerBuilder, ServerOptions};
+use durin::server::{RunningServer, ServerBuilder};
 use durin::ObjectId;
 use tungstenite::Message as WsMessage;
+
+mod common;
+use common::{http_get, loopback_options};
 
 /// `GET /{name}/ws?tags=a,b&who=N` accepts a socket; every message is a
 /// command (see `websocket_message`); the close and error events are
@@ -155,15 +158,7 @@ impl ObjectClass for LabClass {
 }
 
 fn start(dir: &tempfile::TempDir) -> RunningServer {
-    let options = ServerOptions {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        rpc_listen: None,
-        rpc_shard_base_port: 0,
-        data_dir: dir.path().to_path_buf(),
-        shards: 2,
-        cpus: None,
-        partitions: None,
-    };
+    let options = loopback_options(dir.path(), 2, false);
     ServerBuilder::new()
         .class("lab", LabClass)
         .start(options, Config::default())
@@ -193,23 +188,6 @@ fn recv(ws: &mut Ws) -> String {
         WsMessage::Text(text) => text.to_string(),
         other => panic!("expected text, got {other:?}"),
     }
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut text = String::new();
-    stream.read_to_string(&mut text).expect("read");
-    let status = text[9..12].parse().expect("a status");
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
 }
 
 fn eventually_events(addr: SocketAddr, object: &str, expected: &str) {
