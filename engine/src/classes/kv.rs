@@ -25,8 +25,8 @@ use serde_json::{json, Value as Json};
 
 use crate::config::{reject_unknown, ConfigError};
 use crate::object::{
-    AlarmError, Context, DurableObject, ListOptions, ObjectClass, Request, Response, RpcError,
-    StorageError, TransactionError,
+    percent_decode_component, AlarmError, Context, DurableObject, ListOptions, ObjectClass,
+    Request, Response, RpcError, StorageError, TransactionError,
 };
 use crate::ObjectId;
 use durin_proto::rpc::builtin;
@@ -98,28 +98,13 @@ fn put_bytes(map: &mut serde_json::Map<String, Json>, name: &str, bytes: &[u8]) 
     };
 }
 
-/// Percent-decodes a path segment or query value (`+` is a space in a
-/// query). `None` if the encoding is invalid.
-fn decode(text: &str, plus_is_space: bool) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len());
-    let owned;
-    let text = if plus_is_space {
-        owned = text.replace('+', " ");
-        &owned
-    } else {
-        text
-    };
-    durin_net::http::percent_decode(text, &mut out).ok()?;
-    Some(out)
-}
-
 /// The query's parameters, decoded; `None` if one is badly encoded.
 fn query_params(query: Option<&str>) -> Option<Vec<(String, Vec<u8>)>> {
     let mut params = Vec::new();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let name = String::from_utf8(decode(name, true)?).ok()?;
-        params.push((name, decode(value, true)?));
+        let name = String::from_utf8(percent_decode_component(name, true)?).ok()?;
+        params.push((name, percent_decode_component(value, true)?));
     }
     Some(params)
 }
@@ -151,7 +136,7 @@ struct AlarmBody {
 impl DurableObject for Kv {
     fn fetch(&mut self, req: &Request<'_>, res: &mut Response, ctx: &mut Context<'_>) {
         if let Some(encoded) = req.path.strip_prefix("/keys/") {
-            let Some(key) = decode(encoded, false) else {
+            let Some(key) = percent_decode_component(encoded, false) else {
                 return error(res, 400, "invalid percent-encoding in key");
             };
             return match req.method {

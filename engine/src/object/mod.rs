@@ -279,13 +279,25 @@ pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<Vec<u8>> {
     for pair in query?.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         if key == name {
-            let mut out = Vec::with_capacity(value.len());
-            let value = value.replace('+', " ");
-            durin_net::http::percent_decode(&value, &mut out).ok()?;
-            return Some(out);
+            return percent_decode_component(value, true);
         }
     }
     None
+}
+
+/// Percent-decodes a path segment or query value (`+` is a space in a
+/// query). `None` if the encoding is invalid.
+pub(crate) fn percent_decode_component(text: &str, plus_is_space: bool) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len());
+    let owned;
+    let text = if plus_is_space {
+        owned = text.replace('+', " ");
+        &owned
+    } else {
+        text
+    };
+    durin_net::http::percent_decode(text, &mut out).ok()?;
+    Some(out)
 }
 
 /// The response an object builds. The shard reuses one for every request,
