@@ -173,14 +173,20 @@ impl Shard {
                     let reason = String::from_utf8_lossy(reason).into_owned();
                     self.on_peer_close(index, generation, socket, code, &reason);
                 }
-                Event::Message { text, payload } => {
-                    let message = match payload {
-                        ws::Payload::Input(r) => {
-                            data[frame.start + r.start..frame.start + r.end].to_vec()
-                        }
-                        ws::Payload::Reassembled => ws.decoder.message().to_vec(),
-                    };
-                    ws.decoder.release();
+                // A whole frame's payload is handled where it lies; a
+                // reassembled message is moved out of the connection.
+                Event::Message {
+                    text,
+                    payload: ws::Payload::Input(r),
+                } => {
+                    let message = &data[frame.start + r.start..frame.start + r.end];
+                    self.on_ws_message(socket, text, message);
+                }
+                Event::Message {
+                    text,
+                    payload: ws::Payload::Reassembled,
+                } => {
+                    let message = ws.decoder.take_message();
                     self.on_ws_message(socket, text, &message);
                 }
             }

@@ -236,17 +236,11 @@ impl Decoder {
         &self.reassembly
     }
 
-    /// Frees the reassembly buffer once its message was handled, so that an
+    /// Takes the last reassembled message out of the decoder, so that an
     /// idle connection keeps no memory for it.
-    pub fn release(&mut self) {
-        if self.fragmented.is_none() {
-            self.reassembly = Vec::new();
-        }
-    }
-
-    /// Bytes held for a fragmented message.
-    pub fn held_bytes(&self) -> usize {
-        self.reassembly.capacity()
+    pub fn take_message(&mut self) -> Vec<u8> {
+        debug_assert!(self.fragmented.is_none(), "the message is complete");
+        std::mem::take(&mut self.reassembly)
     }
 }
 
