@@ -9,12 +9,14 @@
 # Environment: REPS (3), DURATION (10s), SERVER_CPUS / LOAD_CPUS (on a
 # machine with N CPUs: the first half for the server, the rest for loadgen;
 # on 2 CPUs: CPU 0 and CPU 1), CONFIGS ("10x10:one 10x10:all 1x100:one
-# 1x100:all 10x100:one": rooms x clients : senders).
+# 1x100:all 10x100:one": rooms x clients : senders), DURIN_BIN (the server
+# binary, target/release/durin; another build's to compare two).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPS=${REPS:-3}
 DURATION=${DURATION:-10s}
 CONFIGS=${CONFIGS:-10x10:one 10x10:all 1x100:one 1x100:all 10x100:one}
+DURIN_BIN=${DURIN_BIN:-target/release/durin}
 n=$(nproc)
 half=$(( n / 2 ))
 SERVER_CPUS=${SERVER_CPUS:-$( [ "$half" -gt 1 ] && echo "0-$((half - 1))" || echo 0 )}
@@ -28,7 +30,7 @@ trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$dir"' EXIT
 
 start_server() {
     rm -rf "$dir/data"
-    taskset -c "$SERVER_CPUS" target/release/durin serve --listen 127.0.0.1:0 --no-rpc \
+    taskset -c "$SERVER_CPUS" "$DURIN_BIN" serve --listen 127.0.0.1:0 --no-rpc \
         --data-dir "$dir/data" --cores "$shards" --no-pin > "$dir/out" 2>&1 &
     server=$!
     for _ in $(seq 200); do grep -q "durin listening" "$dir/out" && break; sleep 0.05; done
