@@ -10,9 +10,9 @@
 //!   reads its clock once per 256 checks through `CoarseClock` (its intended
 //!   use); governor reads its own clock on every check, as it always does.
 //! - `throughput/*`: checks per second of the shared limiters at 1 and 2
-//!   threads, each thread drawing keys from the same space of 1,000,000;
-//!   durin's with its default split into shards (8 per available CPU) and
-//!   with 256 shards.
+//!   threads (or the counts listed in `DURIN_BENCH_THREADS`, such as
+//!   `1,2,4,8`), each thread drawing keys from the same space of 1,000,000;
+//!   durin's with its default split into shards (8 per available CPU).
 //!
 //! `cargo bench -p durin-ratelimit --bench keyed`; PERF.md has the results.
 
@@ -22,7 +22,6 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use durin_ratelimit::keyed::RandomSipHash;
 use durin_ratelimit::{CoarseClock, Gcra, GcraState, KeyedLimiter, SyncKeyedLimiter};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
@@ -174,50 +173,41 @@ where
 
 fn throughput(c: &mut Criterion) {
     let key_count = 1_000_000u64;
-    let keys: Vec<Vec<u64>> = (0..2u64)
+    let thread_counts = thread_counts();
+    let keys: Vec<Vec<u64>> = (0..thread_counts.iter().max().copied().unwrap_or(1) as u64)
         .map(|thread| draws(key_count, 0x2545_F491_4F6C_DD1D + thread))
         .collect();
     let keys_max = 2 * key_count as usize;
-    // The default split (8 shards per available CPU) and a finer one.
     let durin: SyncKeyedLimiter<u64, Gcra> =
         SyncKeyedLimiter::new(gcra(), keys_max).expect("valid cap");
-    let durin_fine: SyncKeyedLimiter<u64, Gcra> =
-        SyncKeyedLimiter::with_shards(gcra(), keys_max, 256, RandomSipHash::new())
-            .expect("valid cap");
     let governor: DefaultKeyedRateLimiter<u64> = RateLimiter::keyed(quota());
     let start_ms = CoarseClock::new().now_ms();
     for key in 0..key_count {
         let _ = durin.check(&key, start_ms, 1);
-        let _ = durin_fine.check(&key, start_ms, 1);
         let _ = governor.check_key(&key);
     }
 
     let mut group = c.benchmark_group("throughput");
-    for threads in [1usize, 2] {
+    for threads in thread_counts {
         group.throughput(Throughput::Elements(threads as u64));
-        for (name, durin) in [
-            ("durin_sync_keyed", &durin),
-            ("durin_sync_keyed_256_shards", &durin_fine),
-        ] {
-            group.bench_function(BenchmarkId::new(name, threads), |b| {
-                b.iter_custom(|iters| {
-                    run_threads(threads, iters, |thread| {
-                        // Each thread keeps its own clock, read once per batch.
-                        let mut clock = CoarseClock::new();
-                        let mut index = 0usize;
-                        let keys = &keys[thread];
-                        move || {
-                            index = index.wrapping_add(1);
-                            if index & (CLOCK_REFRESH_EVERY - 1) == 0 {
-                                clock.refresh();
-                            }
-                            let key = &keys[index % DRAWS];
-                            black_box(durin.check(key, clock.now_ms(), 1).allowed);
+        group.bench_function(BenchmarkId::new("durin_sync_keyed", threads), |b| {
+            b.iter_custom(|iters| {
+                run_threads(threads, iters, |thread| {
+                    // Each thread keeps its own clock, read once per batch.
+                    let mut clock = CoarseClock::new();
+                    let mut index = 0usize;
+                    let (durin, keys) = (&durin, &keys[thread]);
+                    move || {
+                        index = index.wrapping_add(1);
+                        if index & (CLOCK_REFRESH_EVERY - 1) == 0 {
+                            clock.refresh();
                         }
-                    })
-                });
+                        let key = &keys[index % DRAWS];
+                        black_box(durin.check(key, clock.now_ms(), 1).allowed);
+                    }
+                })
             });
-        }
+        });
         group.bench_function(BenchmarkId::new("governor_keyed", threads), |b| {
             b.iter_custom(|iters| {
                 run_threads(threads, iters, |thread| {
@@ -232,6 +222,24 @@ fn throughput(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// The thread counts of the throughput group: `DURIN_BENCH_THREADS`
+/// (comma-separated), 1 and 2 by default.
+fn thread_counts() -> Vec<usize> {
+    match std::env::var("DURIN_BENCH_THREADS") {
+        Ok(list) => list
+            .split(',')
+            .map(|count| {
+                count
+                    .trim()
+                    .parse()
+                    .expect("DURIN_BENCH_THREADS lists numbers")
+            })
+            .filter(|&count| count > 0)
+            .collect(),
+        Err(_) => vec![1, 2],
+    }
 }
 
 fn config() -> Criterion {

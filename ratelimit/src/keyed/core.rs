@@ -22,6 +22,7 @@
 use std::borrow::Borrow;
 use std::num::NonZeroU64;
 
+use super::slots::Slots;
 use super::table::{Entry, Table};
 use super::KeyedStats;
 use crate::{Algorithm, Decision};
@@ -36,9 +37,9 @@ const SWEEP_SLOTS_BELOW_CAP: usize = 4;
 /// successive arrivals cover the whole table.
 const SWEEP_SLOTS_AT_CAP: usize = 8;
 
-pub(crate) struct KeyedCore<K, A: Algorithm> {
+pub(crate) struct KeyedCore<K, A: Algorithm, T = Table<K, <A as Algorithm>::State>> {
     algorithm: A,
-    table: Table<K, A::State>,
+    table: T,
     keys_max: usize,
     /// The state every untracked key is checked against while the table is
     /// full of live keys. It has been charged with everything any untracked
@@ -48,20 +49,30 @@ pub(crate) struct KeyedCore<K, A: Algorithm> {
     latest_ms: u64,
     untracked_checks_total: u64,
     expired_evictions_total: u64,
+    marker: std::marker::PhantomData<fn() -> K>,
 }
 
 impl<K, A: Algorithm> KeyedCore<K, A> {
     /// The caller has checked `keys_max >= 1`.
     pub(crate) fn new(algorithm: A, keys_max: usize) -> Self {
+        Self::with_table(algorithm, keys_max, Table::new(keys_max))
+    }
+}
+
+impl<K, A: Algorithm, T: Slots<K, A::State>> KeyedCore<K, A, T> {
+    /// A core over `table`, which is empty and sized for `keys_max` keys.
+    pub(crate) fn with_table(algorithm: A, keys_max: usize, table: T) -> Self {
         assert!(keys_max >= 1, "a table holds at least one key");
+        assert_eq!(table.len(), 0, "a core starts from an empty table");
         KeyedCore {
             algorithm,
-            table: Table::new(keys_max),
+            table,
             keys_max,
             overflow: A::State::default(),
             latest_ms: 0,
             untracked_checks_total: 0,
             expired_evictions_total: 0,
+            marker: std::marker::PhantomData,
         }
     }
 
@@ -73,6 +84,11 @@ impl<K, A: Algorithm> KeyedCore<K, A> {
         self.table.len()
     }
 
+    #[cfg(test)]
+    pub(crate) fn table(&self) -> &T {
+        &self.table
+    }
+
     pub(crate) fn contains<Q>(&self, hash: u64, key: &Q) -> bool
     where
         K: Borrow<Q>,
@@ -82,13 +98,13 @@ impl<K, A: Algorithm> KeyedCore<K, A> {
     }
 
     /// The state the table holds for `key`, if it tracks it.
-    pub(crate) fn state<Q>(&mut self, hash: u64, key: &Q) -> Option<A::State>
+    pub(crate) fn state<Q>(&self, hash: u64, key: &Q) -> Option<A::State>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
         let index = self.table.find(hash, key)?;
-        Some(self.table.entry_mut(index).state)
+        Some(self.table.state_at(index))
     }
 
     pub(crate) fn overflow_state(&self) -> A::State {
@@ -124,16 +140,33 @@ impl<K, A: Algorithm> KeyedCore<K, A> {
         let Some(index) = self.table.find(hash, key) else {
             return self.check_untracked(hash, key, now_ms, cost);
         };
-        let entry = self.table.entry_mut(index);
-        let decision = self.algorithm.check(&mut entry.state, now_ms, cost);
-        match live_until(&self.algorithm, &entry.state, now_ms) {
-            Some(expires_at_ms) => entry.expires_at_ms = expires_at_ms,
-            None => {
-                self.table.remove_at(index);
-                self.expired_evictions_total += 1;
-            }
-        }
+        let algorithm = &self.algorithm;
+        let (decision, removed) = self.table.update(index, now_ms, |state, now_ms| {
+            let decision = algorithm.check(state, now_ms, cost);
+            (decision, live_until(algorithm, state, now_ms))
+        });
+        self.expired_evictions_total += u64::from(removed);
         decision
+    }
+
+    /// Removes `key` if its state has expired by `now_ms` (a check of
+    /// another thread may have revived it since it was found expired);
+    /// returns whether it did.
+    pub(crate) fn remove_if_expired<Q>(&mut self, hash: u64, key: &Q, now_ms: u64) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let now_ms = self.advance(now_ms);
+        let Some(index) = self.table.find(hash, key) else {
+            return false;
+        };
+        let algorithm = &self.algorithm;
+        let ((), removed) = self.table.update(index, now_ms, |state, now_ms| {
+            ((), live_until(algorithm, state, now_ms))
+        });
+        self.expired_evictions_total += u64::from(removed);
+        removed
     }
 
     #[inline(never)]
@@ -143,7 +176,7 @@ impl<K, A: Algorithm> KeyedCore<K, A> {
         Q: Eq + ToOwned<Owned = K> + ?Sized,
     {
         // Taken before any sweep, which would move entries.
-        let reusable = self.table.expired_on_path(hash, now_ms);
+        let reusable = self.table.claim_expired_on_path(hash, now_ms);
         if reusable.is_none() && !self.make_room(now_ms) {
             self.untracked_checks_total += 1;
             return self.algorithm.check(&mut self.overflow, now_ms, cost);
@@ -154,20 +187,24 @@ impl<K, A: Algorithm> KeyedCore<K, A> {
             A::State::default()
         };
         let decision = self.algorithm.check(&mut state, now_ms, cost);
-        if let Some(expires_at_ms) = live_until(&self.algorithm, &state, now_ms) {
-            let entry = Entry {
-                hash,
-                key: key.to_owned(),
-                state,
-                expires_at_ms,
-            };
-            match reusable {
-                Some(index) => {
-                    self.table.replace_at(index, entry);
-                    self.expired_evictions_total += 1;
-                }
-                None => self.table.insert_absent(entry),
+        let Some(expires_at_ms) = live_until(&self.algorithm, &state, now_ms) else {
+            if let Some(index) = reusable {
+                self.table.release_claim(index);
             }
+            return decision;
+        };
+        let entry = Entry {
+            hash,
+            key: key.to_owned(),
+            state,
+            expires_at_ms,
+        };
+        match reusable {
+            Some(index) => {
+                self.table.replace_claimed(index, entry);
+                self.expired_evictions_total += 1;
+            }
+            None => self.table.insert_absent(entry),
         }
         decision
     }
@@ -184,11 +221,11 @@ impl<K, A: Algorithm> KeyedCore<K, A> {
         self.table.has_room(self.keys_max)
     }
 
-    /// Removes every expired key now; returns how many.
     pub(crate) fn reserve_all(&mut self) {
         self.table.reserve_all();
     }
 
+    /// Removes every expired key now; returns how many.
     pub(crate) fn purge_expired(&mut self, now_ms: u64) -> usize {
         let now_ms = self.advance(now_ms);
         let removed = self.table.purge_expired(now_ms);
@@ -200,7 +237,11 @@ impl<K, A: Algorithm> KeyedCore<K, A> {
 /// `Some(expiry)` while `state` still matters after `now_ms`; `None` once it
 /// is as good as fresh and need not be stored.
 #[inline]
-fn live_until<A: Algorithm>(algorithm: &A, state: &A::State, now_ms: u64) -> Option<NonZeroU64> {
+pub(crate) fn live_until<A: Algorithm>(
+    algorithm: &A,
+    state: &A::State,
+    now_ms: u64,
+) -> Option<NonZeroU64> {
     let expires_at_ms = algorithm.expires_at_ms(state);
     if expires_at_ms > now_ms {
         NonZeroU64::new(expires_at_ms)

@@ -77,7 +77,9 @@
 //! The counters in [`KeyedStats`] tell which regime a limiter is in.
 
 mod core;
+mod shared;
 mod sip;
+mod slots;
 mod sync;
 mod table;
 

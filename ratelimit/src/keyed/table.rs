@@ -19,13 +19,15 @@
 use std::borrow::Borrow;
 use std::num::NonZeroU64;
 
+use super::slots::Slots;
+
 /// The table is never more than `LOAD_MAX_NUM / LOAD_MAX_DEN` full; linear
 /// probing then expects about 2.5 probes for a present key and 8.5 for an
 /// absent one.
 const LOAD_MAX_NUM: usize = 3;
 const LOAD_MAX_DEN: usize = 4;
 /// Slots of a table before its first growth.
-const SLOTS_INITIAL: usize = 16;
+pub(crate) const SLOTS_INITIAL: usize = 16;
 
 /// One tracked key. `expires_at_ms` is non-zero for every stored entry (an
 /// expired state is never inserted, and time starts at 0), which gives
@@ -49,13 +51,13 @@ pub(crate) struct Table<K, S> {
 /// The slot where a hash's probe sequence starts: the high bits of the
 /// hash scaled onto `0..slots`, which needs no power-of-two size.
 #[inline]
-fn home(hash: u64, slots: usize) -> usize {
+pub(crate) fn home(hash: u64, slots: usize) -> usize {
     // `slots` fits in a u64 and the result is below it.
     ((u128::from(hash) * slots as u128) >> 64) as usize
 }
 
 #[inline]
-fn next(index: usize, slots: usize) -> usize {
+pub(crate) fn next(index: usize, slots: usize) -> usize {
     if index + 1 == slots {
         0
     } else {
@@ -67,7 +69,7 @@ fn next(index: usize, slots: usize) -> usize {
 /// whose home is there cannot move back to `hole` without becoming
 /// unreachable from its home.
 #[inline]
-fn between(hole: usize, home: usize, at: usize) -> bool {
+pub(crate) fn between(hole: usize, home: usize, at: usize) -> bool {
     if hole <= at {
         hole < home && home <= at
     } else {
@@ -75,19 +77,42 @@ fn between(hole: usize, home: usize, at: usize) -> bool {
     }
 }
 
+/// The least size whose load limit admits `keys_max`, and more slots than
+/// keys, so that every probe sequence reaches an empty slot.
+pub(crate) fn slots_max(keys_max: usize) -> usize {
+    (keys_max * LOAD_MAX_DEN)
+        .div_ceil(LOAD_MAX_NUM)
+        .max(keys_max + 1)
+}
+
+/// Whether a table of `slots` slots holding `len` entries must grow before
+/// it takes one more.
+pub(crate) fn must_grow(len: usize, slots: usize) -> bool {
+    (len + 1) * LOAD_MAX_DEN > slots * LOAD_MAX_NUM
+}
+
+/// The seed of a table's sweep generator.
+pub(crate) const SWEEP_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// xorshift64*: cheap, and good enough to spread sweeps over a table.
+pub(crate) fn next_random(seed: &mut u64) -> u64 {
+    let mut x = *seed;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *seed = x;
+    x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
 impl<K, S> Table<K, S> {
     /// A table sized for at most `keys_max` entries at its load limit.
     pub(crate) fn new(keys_max: usize) -> Self {
-        // The least size whose load limit admits `keys_max`, and more slots
-        // than keys, so that every probe sequence reaches an empty slot.
-        let slots_max = (keys_max * LOAD_MAX_DEN)
-            .div_ceil(LOAD_MAX_NUM)
-            .max(keys_max + 1);
+        let slots_max = slots_max(keys_max);
         Table {
             slots: empty_slots(SLOTS_INITIAL.min(slots_max)),
             len: 0,
             slots_max,
-            sweep_seed: 0x9E37_79B9_7F4A_7C15,
+            sweep_seed: SWEEP_SEED,
         }
     }
 
@@ -133,15 +158,10 @@ impl<K, S> Table<K, S> {
             .expect("an index from `find` holds an entry until the table changes")
     }
 
-    /// Whether one more entry fits, in the slots there are or after growing.
-    pub(crate) fn has_room(&self, keys_max: usize) -> bool {
-        self.len < keys_max
-    }
-
     /// Inserts an entry for a key that `find` just reported absent; the
     /// caller has checked the cap.
     pub(crate) fn insert_absent(&mut self, entry: Entry<K, S>) {
-        if (self.len + 1) * LOAD_MAX_DEN > self.slots.len() * LOAD_MAX_NUM {
+        if must_grow(self.len, self.slots.len()) {
             self.grow();
         }
         assert!(
@@ -225,14 +245,8 @@ impl<K, S> Table<K, S> {
         removed
     }
 
-    /// xorshift64*: cheap, and good enough to spread sweeps over the table.
     fn next_random(&mut self) -> u64 {
-        let mut x = self.sweep_seed;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.sweep_seed = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        next_random(&mut self.sweep_seed)
     }
 
     /// Removes every entry expired by `now_ms`; returns how many.
@@ -300,6 +314,85 @@ impl<K, S> Table<K, S> {
     #[cfg(test)]
     pub(crate) fn entries(&self) -> impl Iterator<Item = &Entry<K, S>> {
         self.slots.iter().flatten()
+    }
+}
+
+impl<K, S: Copy> Slots<K, S> for Table<K, S> {
+    fn len(&self) -> usize {
+        Table::len(self)
+    }
+
+    fn slot_bytes(&self) -> usize {
+        Table::slot_bytes(self)
+    }
+
+    fn slot_bytes_max(&self) -> usize {
+        Table::slot_bytes_max(self)
+    }
+
+    #[inline]
+    fn find<Q>(&self, hash: u64, key: &Q) -> Option<usize>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        Table::find(self, hash, key)
+    }
+
+    fn state_at(&self, index: usize) -> S {
+        self.slots[index]
+            .as_ref()
+            .expect("an index from `find` holds an entry until the table changes")
+            .state
+    }
+
+    #[inline]
+    fn update<R>(
+        &mut self,
+        index: usize,
+        now_ms: u64,
+        check: impl FnOnce(&mut S, u64) -> (R, Option<NonZeroU64>),
+    ) -> (R, bool) {
+        let entry = self.entry_mut(index);
+        let (result, expires_at_ms) = check(&mut entry.state, now_ms);
+        match expires_at_ms {
+            Some(expires_at_ms) => {
+                entry.expires_at_ms = expires_at_ms;
+                (result, false)
+            }
+            None => {
+                self.remove_at(index);
+                (result, true)
+            }
+        }
+    }
+
+    /// Nothing else can revive an entry of a table for one thread, so a
+    /// claim is the index alone.
+    fn claim_expired_on_path(&mut self, hash: u64, now_ms: u64) -> Option<usize> {
+        self.expired_on_path(hash, now_ms)
+    }
+
+    fn replace_claimed(&mut self, index: usize, entry: Entry<K, S>) {
+        self.replace_at(index, entry);
+    }
+
+    fn release_claim(&mut self, _index: usize) {}
+
+    fn insert_absent(&mut self, entry: Entry<K, S>) {
+        Table::insert_absent(self, entry);
+    }
+
+    fn sweep(&mut self, now_ms: u64, slots_to_examine: usize, removals_wanted: usize) -> usize {
+        Table::sweep(self, now_ms, slots_to_examine, removals_wanted)
+    }
+
+    fn purge_expired(&mut self, now_ms: u64) -> usize {
+        Table::purge_expired(self, now_ms)
+    }
+
+    fn reserve_all(&mut self) {
+        Table::reserve_all(self);
     }
 }
 
