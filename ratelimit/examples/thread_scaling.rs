@@ -5,15 +5,16 @@
 //! admitted; keys drawn at random from 1,000,000 populated ones, each
 //! thread its own sequence).
 //!
-//! Each thread count runs for a fixed time in rounds that alternate the
-//! limiters, and the median round is reported. Pin the process to as many
+//! Each round runs every thread count for a fixed time, alternating the
+//! limiters; the median round is reported, with the median of the rounds'
+//! ratios to the first count of the same round. Pin the process to as many
 //! CPUs as the largest count (with `taskset`): the threads are not pinned
 //! one by one.
 //!
 //! `cargo run --release -p durin-ratelimit --example thread_scaling -- [THREADS...] [--ms N] [--rounds N]`
 //!
 //! Prints one tab-separated line per limiter and thread count: limiter,
-//! threads, median checks per second, the rounds' figures.
+//! threads, median checks per second, median ratio, the rounds' figures.
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
@@ -61,11 +62,14 @@ fn main() {
     let max_threads = threads.iter().copied().max().unwrap_or(1);
     let keys: Vec<Vec<u64>> = (0..max_threads as u64).map(draws).collect();
 
-    for &count in &threads {
-        let mut durin_rounds = Vec::new();
-        let mut governor_rounds = Vec::new();
-        for _ in 0..rounds {
-            durin_rounds.push(measure(count, run, &keys, |keys| {
+    // Rounds outside, thread counts inside: a slow spell of a shared
+    // machine then falls on every count of a round alike, and each round
+    // gives a ratio of its own.
+    let mut durin_rounds = vec![Vec::new(); threads.len()];
+    let mut governor_rounds = vec![Vec::new(); threads.len()];
+    for _ in 0..rounds {
+        for (slot, &count) in threads.iter().enumerate() {
+            durin_rounds[slot].push(measure(count, run, &keys, |keys| {
                 let mut clock = CoarseClock::new();
                 let mut index = 0usize;
                 let durin = &durin;
@@ -79,7 +83,7 @@ fn main() {
                     }
                 }
             }));
-            governor_rounds.push(measure(count, run, &keys, |keys| {
+            governor_rounds[slot].push(measure(count, run, &keys, |keys| {
                 let mut index = 0usize;
                 let governor = &governor;
                 move || {
@@ -90,8 +94,14 @@ fn main() {
                 }
             }));
         }
-        report("durin_sync_keyed", count, durin_rounds);
-        report("governor_keyed", count, governor_rounds);
+    }
+    for (name, per_count) in [
+        ("durin_sync_keyed", &durin_rounds),
+        ("governor_keyed", &governor_rounds),
+    ] {
+        for (slot, &count) in threads.iter().enumerate() {
+            report(name, count, &per_count[slot], &per_count[0]);
+        }
     }
 }
 
@@ -128,13 +138,18 @@ where
     (batches.into_inner() * BATCH as u64) as f64 / elapsed.as_secs_f64()
 }
 
-fn report(name: &str, threads: usize, mut rounds: Vec<f64>) {
+/// Prints the median round, the rounds, and the median of the rounds'
+/// ratios to the same round of the first thread count.
+fn report(name: &str, threads: usize, rounds: &[f64], first: &[f64]) {
     let figures: Vec<String> = rounds.iter().map(|r| format!("{:.2}", r / 1e6)).collect();
-    rounds.sort_by(f64::total_cmp);
-    let median = rounds[rounds.len() / 2];
+    let mut ratios: Vec<f64> = rounds.iter().zip(first).map(|(r, f)| r / f).collect();
+    let mut sorted = rounds.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    ratios.sort_by(f64::total_cmp);
     println!(
-        "{name}\t{threads}\t{:.2} M/s\t{}",
-        median / 1e6,
+        "{name}\t{threads}\t{:.2} M/s\t×{:.2} (median ratio of rounds)\t{}",
+        sorted[sorted.len() / 2] / 1e6,
+        ratios[ratios.len() / 2],
         figures.join(" ")
     );
 }

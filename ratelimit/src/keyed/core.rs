@@ -145,7 +145,9 @@ impl<K, A: Algorithm, T: Slots<K, A::State>> KeyedCore<K, A, T> {
             let decision = algorithm.check(state, now_ms, cost);
             (decision, live_until(algorithm, state, now_ms))
         });
-        self.expired_evictions_total += u64::from(removed);
+        if removed {
+            self.expired_evictions_total += 1;
+        }
         decision
     }
 

@@ -6,8 +6,9 @@
 //! program owns it: no atomic and no lock on the way. A check of a tracked
 //! key is one hash, a probe of one or two slots and the algorithm's few
 //! arithmetic operations, and it allocates nothing. [`SyncKeyedLimiter`]
-//! shares one among threads (tokio, rayon) by splitting keys over
-//! independently locked shards.
+//! shares one among threads (tokio, rayon): a check of a tracked key locks
+//! that key's slot alone, and only changes of which keys are tracked take
+//! a shard's mutex.
 //!
 //! ```
 //! use durin_ratelimit::{CoarseClock, Gcra, KeyedLimiter};
@@ -39,6 +40,13 @@
 //! figure) and never shrinks. [`KeyedLimiter::reserve_all`] allocates the
 //! final table at once instead, for a flat footprint and no allocation
 //! after start-up.
+//!
+//! A [`SyncKeyedLimiter`]'s slots are the same size. Each shard allocates
+//! its table for its cap at once, zeroed, and grows by rehashing into more
+//! of it in place (other threads may be reading it, so it never moves); on
+//! Linux the pages of the slots not yet in use are never touched and stay
+//! out of the resident set, and a growth holds only a temporary list of
+//! the shard's entries beside the table.
 //!
 //! # What happens at the cap
 //!
