@@ -92,12 +92,13 @@ fn commit(store: &mut ShardStore) {
     loop {
         let written = pwrite(&write);
         assert!(written >= 0, "pwrite to the log: {}", -written);
-        store.on_wal_write(written).expect("a log write");
+        store.on_wal_write(write.seq, written).expect("a log write");
         // SAFETY: fdatasync on the store's open log descriptor.
         let synced = unsafe { libc::fdatasync(write.fd) };
-        match store.on_wal_sync(synced).expect("a log sync") {
+        match store.on_wal_sync(write.seq, synced).expect("a log sync") {
             WalProgress::Durable => break,
             WalProgress::Resubmit(rest) => write = rest,
+            WalProgress::AwaitingEarlier => unreachable!("one group at a time"),
         }
     }
     assert_eq!(store.durable_seq(), seq, "the group is durable");

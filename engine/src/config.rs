@@ -13,6 +13,7 @@
 //! websocket_close_timeout_ms = 5000          # wait this long for the peer's close frame
 //! call_timeout_ms = 30000          # a call between objects unanswered this long fails
 //! shutdown_timeout_ms = 10000      # on SIGTERM, connections get this long to finish
+//! wal_groups_in_flight = 2         # log groups each shard writes and syncs at once (1-8)
 //!
 //! [classes.ratelimit]              # per-class settings
 //! limit = 100
@@ -85,6 +86,10 @@ pub struct ServerConfig {
     /// On SIGTERM, how long a shard waits for its connections to finish
     /// before it ends anyway.
     pub shutdown_timeout_ms: u64,
+    /// Groups of writes each shard's log has written and syncing at once:
+    /// with 2, the next group's sync starts while the previous one is
+    /// still running. Writes are acknowledged in order either way.
+    pub wal_groups_in_flight: usize,
 }
 
 impl Default for ServerConfig {
@@ -101,6 +106,7 @@ impl Default for ServerConfig {
             websocket_close_timeout_ms: 5_000,
             call_timeout_ms: 30_000,
             shutdown_timeout_ms: 10_000,
+            wal_groups_in_flight: 2,
         }
     }
 }
@@ -239,6 +245,10 @@ impl Config {
         check(
             s.call_timeout_ms >= 1,
             "server.call_timeout_ms must be at least 1",
+        )?;
+        check(
+            (1..=durin_storage::WAL_GROUPS_IN_FLIGHT_MAX).contains(&s.wal_groups_in_flight),
+            "server.wal_groups_in_flight must be between 1 and 8",
         )?;
         let routes = self.routes();
         check(

@@ -182,7 +182,10 @@ impl ServerBuilder {
         let partitions = options.partitions.unwrap_or(shards as u32);
         let layout =
             Layout::open_or_create(&options.data_dir, partitions).map_err(ServerError::Storage)?;
-        let mut store_options = StoreOptions::default();
+        let mut store_options = StoreOptions {
+            wal_groups_in_flight: config.server.wal_groups_in_flight,
+            ..StoreOptions::default()
+        };
         let opening = std::time::Instant::now();
         let partitions = durin_storage::OpenPartitions::open_all(&layout, &store_options)
             .map_err(ServerError::Storage)?;

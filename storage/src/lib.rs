@@ -37,5 +37,5 @@ pub use error::Error;
 pub use layout::Layout;
 pub use store::{
     OpenPartitions, OwnerId, Seq, ShardStore, StoreOptions, StoreStats, Value, Waker, WalProgress,
-    WalWrite,
+    WalWrite, WAL_GROUPS_IN_FLIGHT_MAX,
 };

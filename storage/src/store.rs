@@ -1,6 +1,6 @@
 //! The shard's store: overlay, open group, the log, and the applier.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::ops::Bound;
 use std::ops::Deref;
@@ -96,9 +96,11 @@ pub(crate) fn open_keyspace(db: &fjall::Database) -> Result<fjall::Keyspace, Err
 
 /// A log write for the shard's ring: write `len` bytes at `ptr` to `fd` at
 /// `offset`, then `fdatasync` the file (linked, so the sync runs only after
-/// the write succeeded in full).
+/// the write succeeded in full). `seq` names the group, to be given back
+/// with the completions.
 #[derive(Debug, Clone, Copy)]
 pub struct WalWrite {
+    pub seq: Seq,
     pub fd: RawFd,
     pub ptr: *const u8,
     pub len: u32,
@@ -110,6 +112,9 @@ pub struct WalWrite {
 pub enum WalProgress {
     /// The group is durable; [`ShardStore::durable_seq`] moved.
     Durable,
+    /// The group is synced, but an earlier one is not yet: durability is
+    /// acknowledged in order, so nothing moved.
+    AwaitingEarlier,
     /// A short write broke the link: submit the rest, and sync again.
     Resubmit(WalWrite),
 }
@@ -125,11 +130,18 @@ struct Undo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Savepoint(usize);
 
-/// The group whose record is being written and synced.
+/// A group whose record is being written and synced.
 struct InFlight {
     group: Group,
+    /// The record, stable in memory until its sync completes.
+    record: Vec<u8>,
+    /// Where the record starts in the current segment.
+    offset: u64,
     /// Bytes of the record the kernel has written so far.
     written: usize,
+    /// Whether its sync has completed (it is durable once every earlier
+    /// group is too).
+    synced: bool,
 }
 
 /// The 16-byte ID that owns a set of keys (an object's ID).
@@ -152,7 +164,15 @@ pub struct StoreOptions {
     /// The run this store's log segments belong to (see
     /// [`wal::Recovered::next_run`]).
     pub wal_run: u64,
+    /// Groups written and synced at once. With more than one, the next
+    /// group's write and sync start while the previous sync is still
+    /// running (a log device serves concurrent syncs faster than one after
+    /// the other); durability is still acknowledged in order.
+    pub wal_groups_in_flight: usize,
 }
+
+/// The most groups a store keeps in flight.
+pub const WAL_GROUPS_IN_FLIGHT_MAX: usize = 8;
 
 impl Default for StoreOptions {
     fn default() -> Self {
@@ -161,6 +181,7 @@ impl Default for StoreOptions {
             cache_bytes_per_partition: 16 << 20,
             wal_segment_bytes: wal::SEGMENT_BYTES_DEFAULT,
             wal_run: 0,
+            wal_groups_in_flight: 2,
         }
     }
 }
@@ -210,12 +231,15 @@ pub struct ShardStore {
     overlay: Overlay,
     open: Vec<GroupWrite>,
     open_seq: Seq,
-    in_flight: Option<InFlight>,
+    /// Oldest first, consecutive sequence numbers.
+    in_flight: VecDeque<InFlight>,
+    in_flight_max: usize,
+    /// Record buffers of completed groups, for the next ones.
+    spare_records: Vec<Vec<u8>>,
     durable_seq: Seq,
-    /// The record being written, stable in memory until its sync completes.
-    wal_buf: Vec<u8>,
     wal_file: File,
     wal_path: PathBuf,
+    /// Where the next record goes in the current segment.
     wal_offset: u64,
     wal_segment: u64,
     /// The next segment, once the applier has created it.
@@ -279,6 +303,11 @@ impl ShardStore {
             databases[partition as usize] = Some(db.clone());
             keyspaces[partition as usize] = Some(keyspace.clone());
         }
+        let in_flight_max = options.wal_groups_in_flight;
+        assert!(
+            (1..=WAL_GROUPS_IN_FLIGHT_MAX).contains(&in_flight_max),
+            "between 1 and {WAL_GROUPS_IN_FLIGHT_MAX} groups in flight"
+        );
         let wal_path = wal::segment_path(layout.root(), options.wal_run, shard, 0);
         let wal_file = wal::create_segment(&wal_path, options.wal_segment_bytes)?;
         let (task_tx, task_rx) = crossbeam_channel::unbounded();
@@ -304,9 +333,10 @@ impl ShardStore {
             overlay: Overlay::default(),
             open: Vec::new(),
             open_seq: 1,
-            in_flight: None,
+            in_flight: VecDeque::with_capacity(in_flight_max),
+            in_flight_max,
+            spare_records: Vec::new(),
             durable_seq: 0,
-            wal_buf: Vec::new(),
             wal_file,
             wal_path,
             wal_offset: 0,
@@ -581,12 +611,12 @@ impl ShardStore {
 
     /// Whether writes are waiting to be committed or being committed.
     pub fn has_pending(&self) -> bool {
-        !self.open.is_empty() || self.in_flight.is_some()
+        !self.open.is_empty() || !self.in_flight.is_empty()
     }
 
     /// Whether every write so far is durable and in fjall.
     pub fn is_settled(&self) -> bool {
-        self.open.is_empty() && self.in_flight.is_none() && self.apply_backlog == 0
+        self.open.is_empty() && self.in_flight.is_empty() && self.apply_backlog == 0
     }
 
     /// Whether the applier has answered and [`poll_applier`](Self::poll_applier)
@@ -600,14 +630,17 @@ impl ShardStore {
         self.stats
     }
 
-    /// Starts making the open group durable, unless a group is already
-    /// being synced or the applier is too far behind. Called once per loop
-    /// turn; the shard submits the returned write (linked with a sync) to
-    /// its ring and reports the completions to
-    /// [`on_wal_write`](Self::on_wal_write) and [`on_wal_sync`](Self::on_wal_sync).
+    /// Starts making the open group durable, unless as many groups as
+    /// allowed are in flight, the segment is full (it moves on once the
+    /// groups in it are durable), or the applier is too far behind. Called
+    /// once per loop turn; the shard submits the returned write (linked
+    /// with a sync) to its ring and reports the completions, with the
+    /// write's `seq`, to [`on_wal_write`](Self::on_wal_write) and
+    /// [`on_wal_sync`](Self::on_wal_sync).
     pub fn flush(&mut self) -> Option<WalWrite> {
         if self.open.is_empty()
-            || self.in_flight.is_some()
+            || self.in_flight.len() >= self.in_flight_max
+            || self.wal_offset >= self.segment_bytes
             || self.apply_backlog >= APPLY_BACKLOG_MAX
         {
             return None;
@@ -623,69 +656,109 @@ impl ShardStore {
         }
         let seq = self.open_seq;
         self.open_seq += 1;
-        self.wal_buf.clear();
-        wal::encode_group(&mut self.wal_buf, seq, &writes);
-        self.in_flight = Some(InFlight {
+        let mut record = self.spare_records.pop().unwrap_or_default();
+        record.clear();
+        wal::encode_group(&mut record, seq, &writes);
+        let offset = self.wal_offset;
+        self.wal_offset += record.len() as u64;
+        self.in_flight.push_back(InFlight {
             group: Group { seq, writes },
+            record,
+            offset,
             written: 0,
+            synced: false,
         });
-        Some(self.pending_write())
+        Some(self.pending_write(self.in_flight.len() - 1))
     }
 
-    fn pending_write(&self) -> WalWrite {
-        let written = self.in_flight.as_ref().map_or(0, |f| f.written);
-        let rest = &self.wal_buf[written..];
+    /// The in-flight group `seq`: its position in the queue.
+    fn position(&self, seq: Seq) -> usize {
+        let oldest = self
+            .in_flight
+            .front()
+            .expect("a log completion arrives only while a group is in flight")
+            .group
+            .seq;
+        let position = seq
+            .checked_sub(oldest)
+            .expect("completions name groups in flight") as usize;
+        assert!(
+            position < self.in_flight.len(),
+            "completions name groups in flight"
+        );
+        position
+    }
+
+    /// The in-flight group whose sequence number ends in the 32 bits
+    /// `low` (what fits a ring token): groups in flight are consecutive and
+    /// far fewer than 2^32.
+    pub fn seq_in_flight(&self, low: u32) -> Seq {
+        let oldest = self.durable_seq + 1;
+        oldest + u64::from(low.wrapping_sub(oldest as u32))
+    }
+
+    /// What is left to write of the in-flight group at `position`.
+    fn pending_write(&self, position: usize) -> WalWrite {
+        let group = &self.in_flight[position];
+        let rest = &group.record[group.written..];
         WalWrite {
+            seq: group.group.seq,
             fd: self.wal_file.as_raw_fd(),
             ptr: rest.as_ptr(),
             len: u32::try_from(rest.len()).expect("a group record is under 4 GiB"),
-            offset: self.wal_offset + written as u64,
+            offset: group.offset + group.written as u64,
         }
     }
 
-    /// The log write finished with `result` (bytes written, or -errno).
-    pub fn on_wal_write(&mut self, result: i32) -> Result<(), Error> {
-        let in_flight = self
-            .in_flight
-            .as_mut()
-            .expect("a log write completes only while a group is in flight");
+    /// The log write of group `seq` finished with `result` (bytes written,
+    /// or -errno).
+    pub fn on_wal_write(&mut self, seq: Seq, result: i32) -> Result<(), Error> {
         if result < 0 && result != -libc::ECANCELED {
-            return Err(self.failed(result, "write"));
+            return Err(self.failed(seq, result, "write"));
         }
-        in_flight.written += result.max(0) as usize;
+        let position = self.position(seq);
+        self.in_flight[position].written += result.max(0) as usize;
         Ok(())
     }
 
-    /// The log sync finished with `result` (0, or -errno).
-    pub fn on_wal_sync(&mut self, result: i32) -> Result<WalProgress, Error> {
-        let written = self
-            .in_flight
-            .as_ref()
-            .expect("a log sync completes only while a group is in flight")
-            .written;
-        if written < self.wal_buf.len() {
+    /// The log sync of group `seq` finished with `result` (0, or -errno).
+    pub fn on_wal_sync(&mut self, seq: Seq, result: i32) -> Result<WalProgress, Error> {
+        let position = self.position(seq);
+        let group = &mut self.in_flight[position];
+        if group.written < group.record.len() {
             // The write came up short and the linked sync was cancelled.
-            return Ok(WalProgress::Resubmit(self.pending_write()));
+            return Ok(WalProgress::Resubmit(self.pending_write(position)));
         }
         if result < 0 {
-            return Err(self.failed(result, "fdatasync"));
+            return Err(self.failed(seq, result, "fdatasync"));
         }
-        let in_flight = self.in_flight.take().expect("checked above");
-        self.durable_seq = in_flight.group.seq;
-        self.wal_offset += self.wal_buf.len() as u64;
-        self.stats.groups_committed_total += 1;
-        self.stats.group_writes_committed_total += in_flight.group.writes.len() as u64;
-        self.apply_backlog += 1;
-        self.send(Task::Apply(in_flight.group));
-        if self.wal_offset >= self.segment_bytes {
+        group.synced = true;
+        if position > 0 {
+            return Ok(WalProgress::AwaitingEarlier);
+        }
+        while self.in_flight.front().is_some_and(|group| group.synced) {
+            let done = self.in_flight.pop_front().expect("checked above");
+            assert_eq!(
+                done.group.seq,
+                self.durable_seq + 1,
+                "groups become durable in order"
+            );
+            self.durable_seq = done.group.seq;
+            self.stats.groups_committed_total += 1;
+            self.stats.group_writes_committed_total += done.group.writes.len() as u64;
+            self.apply_backlog += 1;
+            self.send(Task::Apply(done.group));
+            self.spare_records.push(done.record);
+        }
+        if self.in_flight.is_empty() && self.wal_offset >= self.segment_bytes {
             self.rotate()?;
         }
         Ok(WalProgress::Durable)
     }
 
-    fn failed(&self, result: i32, what: &str) -> Error {
+    fn failed(&self, seq: Seq, result: i32, what: &str) -> Error {
         Error::CommitFailed {
-            seq: self.open_seq - 1,
+            seq,
             reason: format!(
                 "{what} of {}: {}",
                 self.wal_path.display(),

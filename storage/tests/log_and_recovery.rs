@@ -47,7 +47,7 @@ fn drive(store: &mut ShardStore, fault: Fault) -> Result<bool, durin_storage::Er
         if fault == Fault::CrashMidWrite {
             return Ok(false);
         }
-        store.on_wal_write(written)?;
+        store.on_wal_write(write.seq, written)?;
         let sync_result = match fault {
             Fault::ShortWrite => -libc::ECANCELED,
             Fault::FailedSync => -libc::EIO,
@@ -55,9 +55,10 @@ fn drive(store: &mut ShardStore, fault: Fault) -> Result<bool, durin_storage::Er
             _ => unsafe { libc::fdatasync(write.fd) },
         };
         fault = Fault::None;
-        match store.on_wal_sync(sync_result)? {
+        match store.on_wal_sync(write.seq, sync_result)? {
             WalProgress::Durable => return Ok(true),
             WalProgress::Resubmit(rest) => write = rest,
+            WalProgress::AwaitingEarlier => unreachable!("one group at a time"),
         }
     }
 }
@@ -220,4 +221,172 @@ fn an_unfinished_recovery_checkpoint_replays_older_runs_first() {
         Some(b"run 1".to_vec())
     );
     store.release();
+}
+
+/// Writes `len` bytes of `write` and reports it, as a ring's write
+/// completion would.
+fn complete_write(store: &mut ShardStore, write: &WalWrite, len: u32) {
+    let written = pwrite(write, len);
+    assert_eq!(written, len as i32, "pwrite to the log");
+    store.on_wal_write(write.seq, written).expect("write");
+}
+
+fn complete_sync(store: &mut ShardStore, write: &WalWrite) -> WalProgress {
+    // SAFETY: fdatasync on the store's open log descriptor.
+    let synced = unsafe { libc::fdatasync(write.fd) };
+    store.on_wal_sync(write.seq, synced).expect("sync")
+}
+
+#[test]
+fn a_later_group_synced_first_waits_for_the_earlier_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = Layout::open_or_create(dir.path(), 1).expect("layout");
+    let mut store = open(&layout, 0, 1);
+    store.put(&owner(1), b"a", b"first");
+    let first = store.flush().expect("a group starts");
+    store.put(&owner(1), b"b", b"second");
+    let second = store.flush().expect("a second group starts beside it");
+    assert_eq!((first.seq, second.seq), (1, 2));
+    store.put(&owner(1), b"c", b"third");
+    assert!(store.flush().is_none(), "two groups at most by default");
+    assert_eq!(store.seq_in_flight(2), 2);
+
+    // The second group is written and synced first: nothing is durable yet.
+    complete_write(&mut store, &second, second.len);
+    assert!(matches!(
+        complete_sync(&mut store, &second),
+        WalProgress::AwaitingEarlier
+    ));
+    assert_eq!(store.durable_seq(), 0);
+    // The first comes up short, is resubmitted, then syncs: both are
+    // durable at once.
+    complete_write(&mut store, &first, first.len / 2);
+    let rest = match store
+        .on_wal_sync(first.seq, -libc::ECANCELED)
+        .expect("a cancelled sync")
+    {
+        WalProgress::Resubmit(rest) => rest,
+        other => panic!("expected a resubmission, got {other:?}"),
+    };
+    assert_eq!(rest.seq, 1);
+    assert_eq!(rest.offset, first.offset + u64::from(first.len / 2));
+    complete_write(&mut store, &rest, rest.len);
+    assert!(matches!(
+        complete_sync(&mut store, &rest),
+        WalProgress::Durable
+    ));
+    assert_eq!(store.durable_seq(), 2);
+    // The third group goes out now.
+    assert!(drive(&mut store, Fault::None).expect("drive"));
+    assert_eq!(store.durable_seq(), 3);
+    drop(store);
+    let store = open(&layout, 0, 1);
+    for (key, value) in [
+        (b"a", b"first".as_slice()),
+        (b"b", b"second"),
+        (b"c", b"third"),
+    ] {
+        assert_eq!(
+            store.get_vec(&owner(1), key).expect("get"),
+            Some(value.to_vec())
+        );
+    }
+}
+
+#[test]
+fn a_crash_with_the_earlier_group_torn_loses_only_unacknowledged_groups() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = Layout::open_or_create(dir.path(), 1).expect("layout");
+    let mut store = open(&layout, 0, 1);
+    store.put(&owner(1), b"kept", b"acknowledged");
+    assert!(drive(&mut store, Fault::None).expect("drive"));
+    store.put(&owner(1), b"torn", b"never acknowledged");
+    let torn = store.flush().expect("a group starts");
+    store.put(
+        &owner(1),
+        b"after",
+        b"written and synced, never acknowledged",
+    );
+    let after = store.flush().expect("a second group starts beside it");
+    // The later record reaches the disk whole; the earlier one only in
+    // part, and then the process dies.
+    complete_write(&mut store, &after, after.len);
+    assert!(matches!(
+        complete_sync(&mut store, &after),
+        WalProgress::AwaitingEarlier
+    ));
+    assert_eq!(pwrite(&torn, torn.len / 2), (torn.len / 2) as i32);
+    assert_eq!(store.durable_seq(), 1);
+    drop(store);
+    // The log ends at the torn record: the group after it, never
+    // acknowledged, is not replayed either.
+    let store = open(&layout, 0, 1);
+    assert_eq!(
+        store.get_vec(&owner(1), b"kept").expect("get"),
+        Some(b"acknowledged".to_vec())
+    );
+    assert_eq!(store.get_vec(&owner(1), b"torn").expect("get"), None);
+    assert_eq!(store.get_vec(&owner(1), b"after").expect("get"), None);
+}
+
+/// Groups kept two in flight across many small segments, their
+/// completions arriving in a shuffled order: every acknowledged write is
+/// there after a restart, and a full segment waits for its groups before
+/// the log moves on.
+#[test]
+fn pipelined_groups_cross_segments_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = Layout::open_or_create(dir.path(), 1).expect("layout");
+    let mut store = open(&layout, 0, 1);
+    let mut expected = std::collections::BTreeMap::new();
+    let mut in_flight: Vec<WalWrite> = Vec::new();
+    let mut acknowledged = 0;
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for round in 0..400u32 {
+        let key = format!("k{}", round % 29);
+        let value = vec![(round % 251) as u8; 60 + (round as usize % 90)];
+        let seq = store.put(&owner(2), &self::key(owner(2), &key), &value);
+        store.release();
+        expected.insert(key, (seq, value));
+        if let Some(write) = store.flush() {
+            in_flight.push(write);
+        }
+        // Complete one of the groups in flight, chosen at random.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if !in_flight.is_empty() && x % 3 != 0 {
+            let write = in_flight.swap_remove(x as usize % in_flight.len());
+            complete_write(&mut store, &write, write.len);
+            match complete_sync(&mut store, &write) {
+                WalProgress::Durable => {
+                    assert!(store.durable_seq() > acknowledged);
+                    acknowledged = store.durable_seq();
+                }
+                WalProgress::AwaitingEarlier => assert!(store.durable_seq() < write.seq),
+                WalProgress::Resubmit(_) => panic!("the write was whole"),
+            }
+        }
+        store.poll_applier().expect("applier");
+    }
+    while let Some(write) = in_flight.pop() {
+        complete_write(&mut store, &write, write.len);
+        complete_sync(&mut store, &write);
+    }
+    while drive(&mut store, Fault::None).expect("drive") {}
+    assert_eq!(store.durable_seq(), store.open_seq() - 1);
+    assert!(store.stats().groups_committed_total > 20);
+    drop(store);
+    assert!(segments(&layout) <= 3, "sealed segments are deleted");
+    let store = open(&layout, 0, 1);
+    for (key, (_, value)) in &expected {
+        assert_eq!(
+            store
+                .get_vec(&owner(2), &self::key(owner(2), key))
+                .expect("get")
+                .as_ref(),
+            Some(value),
+            "{key}"
+        );
+    }
 }

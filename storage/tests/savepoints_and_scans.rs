@@ -45,10 +45,10 @@ fn settle(store: &mut ShardStore) {
                 write.offset as i64,
             )
         };
-        store.on_wal_write(n as i32).expect("write");
+        store.on_wal_write(write.seq, n as i32).expect("write");
         // SAFETY: fdatasync on the store's log descriptor.
         let synced = unsafe { libc::fdatasync(write.fd) };
-        store.on_wal_sync(synced).expect("sync");
+        store.on_wal_sync(write.seq, synced).expect("sync");
     }
     for _ in 0..200 {
         store.poll_applier().expect("applier");

@@ -465,21 +465,27 @@ impl Shard {
             kind::WS_RECV => self.on_ws_recv(c),
             kind::SEND => self.on_send(c),
             kind::WAKE => self.arm_wake(),
-            kind::WAL_WRITE => self
-                .store
-                .on_wal_write(c.result)
-                .map_err(std::io::Error::other),
-            kind::WAL_SYNC => match self
-                .store
-                .on_wal_sync(c.result)
-                .map_err(std::io::Error::other)?
-            {
-                WalProgress::Durable => {
-                    self.release_gated();
-                    Ok(())
+            kind::WAL_WRITE => {
+                let seq = self.store.seq_in_flight(c.token.index());
+                self.store
+                    .on_wal_write(seq, c.result)
+                    .map_err(std::io::Error::other)
+            }
+            kind::WAL_SYNC => {
+                let seq = self.store.seq_in_flight(c.token.index());
+                match self
+                    .store
+                    .on_wal_sync(seq, c.result)
+                    .map_err(std::io::Error::other)?
+                {
+                    WalProgress::Durable => {
+                        self.release_gated();
+                        Ok(())
+                    }
+                    WalProgress::AwaitingEarlier => Ok(()),
+                    WalProgress::Resubmit(write) => self.submit_wal(write),
                 }
-                WalProgress::Resubmit(write) => self.submit_wal(write),
-            },
+            }
             // Cancellations, closes and rejections need no follow-up: the
             // connection's slot was already settled.
             kind::CANCEL | kind::CLOSE | kind::REJECT => Ok(()),
@@ -526,19 +532,22 @@ impl Shard {
     }
 
     /// Submits a group's log record: a write linked to an `fdatasync`, so
-    /// the sync starts only once the whole record is written.
+    /// the sync starts only once the whole record is written. The tokens
+    /// carry the group's sequence number (its low 32 bits), since several
+    /// groups may be in flight.
     fn submit_wal(&mut self, write: WalWrite) -> std::io::Result<()> {
         let fd = types::Fd(write.fd);
+        let group = write.seq as u32;
         let entry = opcode::Write::new(fd, write.ptr, write.len)
             .offset(write.offset)
             .build()
             .flags(io_uring::squeue::Flags::IO_LINK)
-            .user_data(durin_net::Token::new(kind::WAL_WRITE, 0, 0).0);
+            .user_data(durin_net::Token::new(kind::WAL_WRITE, 0, group).0);
         self.ring.push(entry)?;
         let sync = opcode::Fsync::new(fd)
             .flags(types::FsyncFlags::DATASYNC)
             .build()
-            .user_data(durin_net::Token::new(kind::WAL_SYNC, 0, 0).0);
+            .user_data(durin_net::Token::new(kind::WAL_SYNC, 0, group).0);
         self.ring.push(sync)
     }
 
