@@ -355,7 +355,7 @@ fn pipelined_groups_cross_segments_in_order() {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        if !in_flight.is_empty() && x % 3 != 0 {
+        if !in_flight.is_empty() && !x.is_multiple_of(3) {
             let write = in_flight.swap_remove(x as usize % in_flight.len());
             complete_write(&mut store, &write, write.len);
             match complete_sync(&mut store, &write) {
