@@ -44,12 +44,13 @@ fn drive(store: &mut ShardStore) -> Result<(), durin_storage::Error> {
                     write.offset as i64,
                 )
             };
-            store.on_wal_write(n as i32)?;
+            store.on_wal_write(write.seq, n as i32)?;
             // SAFETY: fdatasync on the store's own log descriptor.
             let synced = unsafe { libc::fdatasync(write.fd) };
-            match store.on_wal_sync(if synced == 0 { 0 } else { -libc::EIO })? {
+            match store.on_wal_sync(write.seq, if synced == 0 { 0 } else { -libc::EIO })? {
                 WalProgress::Durable => break,
                 WalProgress::Resubmit(rest) => write = rest,
+                WalProgress::AwaitingEarlier => unreachable!("one group at a time"),
             }
         }
         store.poll_applier()?;
