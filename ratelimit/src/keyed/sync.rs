@@ -279,9 +279,10 @@ mod tests {
     /// value once, or two threads updated one state at once.
     #[test]
     fn no_update_is_lost_while_tables_grow() {
-        const LIMIT: u64 = 20;
-        const KEYS: u64 = 4_000;
-        const THREADS: usize = 4;
+        // Miri runs every test, small enough for an interpreter.
+        const LIMIT: u64 = if cfg!(miri) { 3 } else { 20 };
+        const KEYS: u64 = if cfg!(miri) { 40 } else { 4_000 };
+        const THREADS: usize = if cfg!(miri) { 3 } else { 4 };
         let window = crate::FixedWindow::new(LIMIT, 3_600_000).expect("valid config");
         let limiter: SyncKeyedLimiter<u64, _> =
             SyncKeyedLimiter::with_shards(window, 2 * KEYS as usize, 2, RandomSipHash::new())
@@ -335,9 +336,11 @@ mod tests {
     fn churn_at_the_cap_under_threads_keeps_the_table_consistent() {
         const LIMIT: u64 = 3;
         const WINDOW_MS: u64 = 8;
-        const KEYS: u64 = 3_000;
-        const KEYS_MAX: usize = 500;
-        const THREADS: u64 = 4;
+        const KEYS: u64 = if cfg!(miri) { 200 } else { 3_000 };
+        const KEYS_MAX: usize = if cfg!(miri) { 40 } else { 500 };
+        const THREADS: u64 = if cfg!(miri) { 3 } else { 4 };
+        const STEPS: u64 = if cfg!(miri) { 3_000 } else { 200_000 };
+        const STEPS_PER_MS: u64 = if cfg!(miri) { 20 } else { 500 };
         let window = crate::FixedWindow::new(LIMIT, WINDOW_MS).expect("valid config");
         let limiter: SyncKeyedLimiter<u64, _> =
             SyncKeyedLimiter::with_shards(window, KEYS_MAX, 4, RandomSipHash::new())
@@ -350,13 +353,13 @@ mod tests {
                     scope.spawn(move || {
                         let mut admitted = Vec::new();
                         let mut x = 0x2545_F491_4F6C_DD1D ^ (thread + 1);
-                        for step in 0..200_000u64 {
+                        for step in 0..STEPS {
                             x ^= x << 13;
                             x ^= x >> 7;
                             x ^= x << 17;
                             // Each thread's clock runs a little behind or
                             // ahead of the others'.
-                            let now_ms = start_ms + step / 500 + thread % 2;
+                            let now_ms = start_ms + step / STEPS_PER_MS + thread % 2;
                             let key = x % KEYS;
                             let cost = u64::from(x % 16 != 0);
                             let decision = limiter.check(&key, now_ms, cost);
@@ -383,7 +386,7 @@ mod tests {
         limiter.assert_consistent();
         // Granted units per key cannot exceed the limit in each window the
         // run spans, plus one for a window straddling the clock skew.
-        let windows = 200_000 / 500 / WINDOW_MS + 2;
+        let windows = STEPS / STEPS_PER_MS / WINDOW_MS + 2;
         let mut per_key = vec![0u64; KEYS as usize];
         for key in admitted.into_iter().flatten() {
             per_key[key as usize] += 1;
