@@ -207,6 +207,15 @@ impl<K, S: Copy> Drop for UnlockOnUnwind<'_, K, S> {
     }
 }
 
+/// The layout of `capacity` slots, starting on a cache-line pair: with
+/// 32-byte slots (`u64` keys and GCRA) no slot then straddles two lines,
+/// so a check misses once, not twice.
+fn slots_layout<K, S>(capacity: usize) -> Layout {
+    Layout::array::<Slot<K, S>>(capacity)
+        .and_then(|layout| layout.align_to(128))
+        .expect("the cap bounds the table")
+}
+
 /// The slots of one shard, shared by every thread that checks its keys.
 pub(crate) struct SharedSlots<K, S> {
     slots: NonNull<Slot<K, S>>,
@@ -228,7 +237,7 @@ unsafe impl<K: Send + Sync, S: Send> Sync for SharedSlots<K, S> {}
 impl<K, S: Copy> SharedSlots<K, S> {
     fn new(capacity: usize) -> Self {
         assert!(capacity > 0, "a table has slots");
-        let layout = Layout::array::<Slot<K, S>>(capacity).expect("the cap bounds the table");
+        let layout = slots_layout::<K, S>(capacity);
         // SAFETY: the layout is not zero-sized (a slot holds two atomics).
         let memory = unsafe { alloc::alloc_zeroed(layout) };
         let Some(slots) = NonNull::new(memory.cast::<Slot<K, S>>()) else {
@@ -328,7 +337,7 @@ impl<K, S> Drop for SharedSlots<K, S> {
                 unsafe { slot.key.get_mut().assume_init_drop() };
             }
         }
-        let layout = Layout::array::<Slot<K, S>>(self.capacity).expect("allocated with it");
+        let layout = slots_layout::<K, S>(self.capacity);
         // SAFETY: allocated in `new` with this layout.
         unsafe { alloc::dealloc(self.slots.as_ptr().cast(), layout) };
     }
