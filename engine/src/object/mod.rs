@@ -410,6 +410,10 @@ pub struct Context<'s> {
     /// The alarm this event set (the shard schedules it).
     pub(crate) alarm_set: Option<u64>,
     pub(crate) key_buf: Vec<u8>,
+    /// The stored size of the key this object read or wrote last (cached
+    /// across events by the shard), so that writing the same key again,
+    /// as most objects do, needs no read of the store to account its size.
+    pub(crate) last_len: Option<storage::LastLen>,
     pub(crate) effects: &'s mut Effects,
     /// Sockets, for events run by a shard (absent in unit tests).
     pub(crate) ws: Option<websocket::WsEnv<'s>>,
@@ -438,9 +442,17 @@ impl<'s> Context<'s> {
             synced: false,
             alarm_set: None,
             key_buf: Vec::new(),
+            last_len: None,
             effects,
             ws: None,
         }
+    }
+
+    /// Starts the event with what an earlier event of the object learned
+    /// about its last key.
+    pub(crate) fn with_last_len(mut self, last_len: Option<storage::LastLen>) -> Self {
+        self.last_len = last_len;
+        self
     }
 
     pub(crate) fn with_websockets(mut self, env: websocket::WsEnv<'s>) -> Self {

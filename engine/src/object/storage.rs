@@ -255,6 +255,8 @@ impl Storage<'_, '_> {
         let owner = self.owner();
         keys::data_key(&mut self.ctx.key_buf, &self.ctx.id, key);
         let value = self.ctx.store.get(&owner, &self.ctx.key_buf)?;
+        let len = value.as_deref().map(|v| (key.len() + v.len()) as u64);
+        self.remember_len(key, len);
         Ok(f(value.as_deref()))
     }
 
@@ -290,6 +292,7 @@ impl Storage<'_, '_> {
         keys::data_key(&mut self.ctx.key_buf, &self.ctx.id, key);
         let seq = self.ctx.store.put(&owner, &self.ctx.key_buf, value);
         self.note_write(seq, options);
+        self.remember_len(key, Some(new));
         Ok(())
     }
 
@@ -323,6 +326,7 @@ impl Storage<'_, '_> {
         keys::data_key(&mut self.ctx.key_buf, &self.ctx.id, key);
         let seq = self.ctx.store.delete(&owner, &self.ctx.key_buf);
         self.note_write(seq, options);
+        self.remember_len(key, None);
         Ok(true)
     }
 
@@ -415,6 +419,7 @@ impl Storage<'_, '_> {
         }
         self.ctx.stored_bytes = Some(0);
         self.ctx.size_changed = true;
+        self.ctx.last_len = None;
         Ok(doomed.len() as u64)
     }
 
@@ -474,7 +479,20 @@ impl Storage<'_, '_> {
 
     /// The stored length (key plus value) of `key`, if it exists.
     fn stored_len(&mut self, key: &[u8]) -> Result<Option<u64>, StorageError> {
+        if let Some(last) = &self.ctx.last_len {
+            if last.key == key {
+                return Ok(last.len);
+            }
+        }
         self.get_with(key, |v| v.map(|v| (key.len() + v.len()) as u64))
+    }
+
+    /// Remembers the stored size of `key` (`None`: absent).
+    fn remember_len(&mut self, key: &[u8], len: Option<u64>) {
+        let last = self.ctx.last_len.get_or_insert_with(LastLen::default);
+        last.key.clear();
+        last.key.extend_from_slice(key);
+        last.len = len;
     }
 
     /// Accounts a change of one entry's size from `old` to `new` bytes,
@@ -532,7 +550,17 @@ impl Storage<'_, '_> {
         // never be written at all.
         self.ctx.wrote = saved.wrote;
         self.ctx.wrote_unconfirmed = saved.wrote_unconfirmed;
+        // The last key's size may be that of a write rolled back.
+        self.ctx.last_len = None;
     }
+}
+
+/// The stored size of one key (its bytes and its value's), as an object
+/// last read or wrote it.
+#[derive(Default)]
+pub(crate) struct LastLen {
+    key: Vec<u8>,
+    len: Option<u64>,
 }
 
 /// What a rollback restores besides the store.
@@ -647,6 +675,40 @@ mod tests {
             assert_eq!(s.delete_many(&[b"a", b"x", b"b"]).expect("delete_many"), 2);
             let listed = s.list(&ListOptions::default()).expect("list");
             assert_eq!(listed, vec![(b"c".to_vec(), b"3".to_vec())]);
+        });
+    }
+
+    /// The size of the key written last is remembered, not read again; a
+    /// rollback must forget it, or the next write of that key would
+    /// account a size that was never stored.
+    #[test]
+    fn a_rolled_back_write_leaves_no_remembered_size_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = store(dir.path());
+        with_ctx(&mut store, &StorageLimits::default(), |ctx| {
+            let mut s = ctx.storage();
+            s.put(b"a", b"0123456789").expect("put");
+            s.put(b"k", b"12345").expect("put");
+            s.put(b"k", b"123").expect("put again");
+            assert_eq!(s.stored_bytes().expect("size"), 11 + 4);
+            let rolled_back: Result<(), TransactionError<()>> = s.transaction(|t| {
+                t.put(b"k", b"123456789").expect("put inside");
+                t.put(b"k", b"1234567").expect("put inside again");
+                Err(())
+            });
+            assert!(rolled_back.is_err());
+            assert_eq!(s.stored_bytes().expect("size"), 11 + 4);
+            // No read in between: the write accounts from what it knows.
+            s.put(b"k", b"12").expect("put after");
+            assert_eq!(s.stored_bytes().expect("size"), 11 + 3);
+            assert_eq!(s.get(b"k").expect("get"), Some(b"12".to_vec()));
+            assert!(s.delete(b"k").expect("delete"));
+            assert!(!s.delete(b"k").expect("deleted already"));
+            assert_eq!(s.stored_bytes().expect("size"), 11);
+            s.put(b"k", b"1").expect("put");
+            assert_eq!(s.delete_all().expect("delete_all"), 2);
+            assert!(!s.delete(b"k").expect("gone with the rest"));
+            assert_eq!(s.stored_bytes().expect("size"), 0);
         });
     }
 

@@ -10,8 +10,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use durin_storage::{Seq, ShardStore};
 
 use crate::id::IdMap;
+use crate::object::storage::{persist_size, LastLen};
 use crate::object::websocket::{Sockets, Upgrade, WsEnv};
-use crate::object::{storage::persist_size, Context, DurableObject, Effects};
+use crate::object::{Context, DurableObject, Effects};
 use crate::registry::Registry;
 use crate::ObjectId;
 
@@ -31,6 +32,8 @@ struct Slot {
     last_unconfirmed_seq: Seq,
     /// The object's stored bytes, once an event needed them.
     stored_bytes: Option<u64>,
+    /// The stored size of the key it read or wrote last.
+    last_len: Option<LastLen>,
     /// Calls it made whose replies have not come back, and responses it
     /// deferred and has not given: an object with either stays in memory.
     waiting: u32,
@@ -118,6 +121,7 @@ impl Objects {
                 });
                 let built = catch_unwind(AssertUnwindSafe(|| entry.class.create(&id, &mut ctx)));
                 let stored_bytes = ctx.stored_bytes;
+                let last_len = ctx.last_len.take();
                 let Ok(object) = built else {
                     store.rollback_to(savepoint);
                     store.release();
@@ -137,6 +141,7 @@ impl Objects {
                     last_write_seq: 0,
                     last_unconfirmed_seq: 0,
                     stored_bytes,
+                    last_len,
                     waiting: 0,
                 };
                 (self.insert(slot), true)
@@ -156,6 +161,7 @@ impl Objects {
             slot.stored_bytes,
             effects,
         )
+        .with_last_len(slot.last_len.take())
         .with_websockets(WsEnv {
             class,
             sockets,
@@ -180,6 +186,7 @@ impl Objects {
         let (wrote, unconfirmed, synced, alarm_set) =
             (ctx.wrote, ctx.wrote_unconfirmed, ctx.synced, ctx.alarm_set);
         slot.stored_bytes = ctx.stored_bytes;
+        slot.last_len = ctx.last_len.take();
         drop(ctx);
         store.release();
         if let Some(seq) = wrote {
