@@ -145,10 +145,13 @@ impl Shard {
         for call in &calls {
             self.objects.wait_more(&caller, 1);
             metrics::add(&self.metrics.calls_made_total, 1);
+            // The shard's clock counts whole milliseconds, so the call may
+            // have left up to one before `mono_ms` says: the extra one keeps
+            // a call from failing before its full timeout has passed.
             let pending = PendingCall {
                 class,
                 caller,
-                overdue_at_ms: self.mono_ms + self.server.call_timeout_ms,
+                overdue_at_ms: self.mono_ms + self.server.call_timeout_ms + 1,
             };
             self.pending_calls.insert(call.call.0, pending);
             let header = RequestHeader {
