@@ -98,7 +98,7 @@ use self::core::KeyedCore;
 use crate::{Algorithm, Decision, Error};
 
 pub use sip::{RandomSipHash, SipHasher13};
-pub use sync::SyncKeyedLimiter;
+pub use sync::{SyncKeyedLimiter, SHARDS_MAX};
 
 /// The largest `keys_max` a limiter accepts: about 4 billion keys, more than
 /// any machine holds, and small enough that the table's size never overflows.
