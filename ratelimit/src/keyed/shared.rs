@@ -384,17 +384,17 @@ impl<K, S: Copy> SharedTable<K, S> {
         self.len -= 1;
         let mut hole = index;
         let mut at = next(index, used);
+        // Which slots are occupied, and by which hash, changes only under
+        // the mutex: reading them needs no slot lock. Only an entry that
+        // moves is locked, since another thread may be checking it.
         loop {
             let slot = self.slot(at);
-            let word = slot.lock();
-            if expiry(word) == 0 {
-                slot.unlock(word);
+            if expiry(slot.word.load(Ordering::Relaxed)) == 0 {
                 break;
             }
             let hash = slot.hash.load(Ordering::Relaxed);
-            if between(hole, home(hash, used), at) {
-                slot.unlock(word);
-            } else {
+            if !between(hole, home(hash, used), at) {
+                let word = slot.lock();
                 // SAFETY: `at` is occupied and locked, `hole` is empty and
                 // locked; we hold the mutex.
                 unsafe {
