@@ -54,7 +54,8 @@ use std::sync::Arc;
 
 use super::slots::Slots;
 use super::table::{
-    between, home, must_grow, next, next_random, slots_max, Entry, SLOTS_INITIAL, SWEEP_SEED,
+    between, home, must_grow, next, next_random, purge_slots, slots_max, sweep_slots, Entry,
+    SLOTS_INITIAL, SWEEP_SEED,
 };
 
 /// The lock bit of a slot's word; the other 63 bits are the entry's expiry
@@ -411,12 +412,7 @@ impl<K, S: Copy> SharedTable<K, S> {
 
     /// Puts `entry` in the first empty slot of its probe sequence.
     fn place(&self, entry: Entry<K, S>) {
-        let used = self.used();
-        let mut index = home(entry.hash, used);
-        while expiry(self.slot(index).word.load(Ordering::Relaxed)) != 0 {
-            index = next(index, used);
-        }
-        let slot = self.slot(index);
+        let slot = self.slot(self.first_empty(entry.hash, self.used()));
         let word = slot.lock();
         assert_eq!(expiry(word), 0, "only the mutex's holder fills slots");
         // SAFETY: empty and locked by us; we hold the mutex.
@@ -449,11 +445,7 @@ impl<K, S: Copy> SharedTable<K, S> {
         assert_eq!(entries.len(), self.len, "every entry was taken out");
         self.slots.used.store(new_used, Ordering::Relaxed);
         for entry in entries {
-            let mut index = home(entry.hash, new_used);
-            while expiry(self.slot(index).word.load(Ordering::Relaxed)) != 0 {
-                index = next(index, new_used);
-            }
-            let slot = self.slot(index);
+            let slot = self.slot(self.first_empty(entry.hash, new_used));
             // SAFETY: empty (its word is LOCKED alone) and locked by us.
             unsafe { slot.write(entry.hash, entry.key, entry.state) };
             slot.word.store(
@@ -464,6 +456,29 @@ impl<K, S: Copy> SharedTable<K, S> {
         for index in 0..new_used {
             let slot = self.slot(index);
             slot.unlock(slot.word.load(Ordering::Relaxed) & !LOCKED);
+        }
+    }
+
+    /// The first empty slot of `hash`'s probe sequence in a table of `used`
+    /// slots. Only the mutex's holder fills or empties slots, so the words
+    /// it reads without locking say which are empty.
+    fn first_empty(&self, hash: u64, used: usize) -> usize {
+        let mut index = home(hash, used);
+        while expiry(self.slot(index).word.load(Ordering::Relaxed)) != 0 {
+            index = next(index, used);
+        }
+        index
+    }
+
+    /// Removes the entry at `index` if it has expired by `now_ms`; returns
+    /// whether it did.
+    fn remove_if_expired(&mut self, index: usize, now_ms: u64) -> bool {
+        match self.lock_if_expired(index, now_ms) {
+            Some(word) => {
+                self.remove_locked(index, word);
+                true
+            }
+            None => false,
         }
     }
 
@@ -650,36 +665,15 @@ impl<K, S: Copy> Slots<K, S> for SharedTable<K, S> {
 
     fn sweep(&mut self, now_ms: u64, slots_to_examine: usize, removals_wanted: usize) -> usize {
         let used = self.used();
-        let mut index = home(next_random(&mut self.sweep_seed), used);
-        let mut removed = 0;
-        // A removal shifts the next entry into the slot just examined, which
-        // is then examined again; past twice the slots, every slot has been.
-        for _ in 0..slots_to_examine.min(2 * used) {
-            match self.lock_if_expired(index, now_ms) {
-                Some(word) => {
-                    self.remove_locked(index, word);
-                    removed += 1;
-                    if removed == removals_wanted {
-                        break;
-                    }
-                }
-                None => index = next(index, used),
-            }
-        }
-        removed
+        let start = home(next_random(&mut self.sweep_seed), used);
+        sweep_slots(start, used, slots_to_examine, removals_wanted, |index| {
+            self.remove_if_expired(index, now_ms)
+        })
     }
 
     fn purge_expired(&mut self, now_ms: u64) -> usize {
         let before = self.len;
-        let mut index = 0;
-        // As the single-threaded table's: the slot just emptied is examined
-        // again.
-        while index < self.used() {
-            match self.lock_if_expired(index, now_ms) {
-                Some(word) => self.remove_locked(index, word),
-                None => index += 1,
-            }
-        }
+        purge_slots(self.used(), |index| self.remove_if_expired(index, now_ms));
         before - self.len
     }
 

@@ -104,6 +104,47 @@ pub(crate) fn next_random(seed: &mut u64) -> u64 {
     x.wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
 
+/// The sweep both tables make: examines up to `slots_to_examine`
+/// consecutive slots of `slots` from `start`, calling `remove_if_expired`
+/// on each; stops once `removals_wanted` have been removed. Returns how many
+/// were removed.
+pub(crate) fn sweep_slots(
+    start: usize,
+    slots: usize,
+    slots_to_examine: usize,
+    removals_wanted: usize,
+    mut remove_if_expired: impl FnMut(usize) -> bool,
+) -> usize {
+    let mut index = start;
+    let mut removed = 0;
+    // A removal shifts the next entry into the slot just examined, which is
+    // then examined again; past twice the slots, every slot has been.
+    for _ in 0..slots_to_examine.min(2 * slots) {
+        if remove_if_expired(index) {
+            removed += 1;
+            if removed == removals_wanted {
+                break;
+            }
+        } else {
+            index = next(index, slots);
+        }
+    }
+    removed
+}
+
+/// Calls `remove_if_expired` on every slot of `slots` until none is left
+/// to remove. A removal shifts later entries back (one may wrap from slot 0
+/// to the end), so the slot just emptied is examined again; every entry is
+/// examined at least once.
+pub(crate) fn purge_slots(slots: usize, mut remove_if_expired: impl FnMut(usize) -> bool) {
+    let mut index = 0;
+    while index < slots {
+        if !remove_if_expired(index) {
+            index += 1;
+        }
+    }
+}
+
 impl<K, S> Table<K, S> {
     /// A table sized for at most `keys_max` entries at its load limit.
     pub(crate) fn new(keys_max: usize) -> Self {
@@ -225,24 +266,21 @@ impl<K, S> Table<K, S> {
         removals_wanted: usize,
     ) -> usize {
         let slots = self.slots.len();
-        let mut index = home(self.next_random(), slots);
-        let mut removed = 0;
-        // A removal shifts the next entry into the slot just examined, which
-        // is then examined again; past twice the slots, every slot has been.
-        for _ in 0..slots_to_examine.min(2 * slots) {
-            let expired =
-                matches!(&self.slots[index], Some(entry) if entry.expires_at_ms.get() <= now_ms);
-            if expired {
-                self.remove_at(index);
-                removed += 1;
-                if removed == removals_wanted {
-                    break;
-                }
-            } else {
-                index = next(index, slots);
-            }
+        let start = home(self.next_random(), slots);
+        sweep_slots(start, slots, slots_to_examine, removals_wanted, |index| {
+            self.remove_if_expired(index, now_ms)
+        })
+    }
+
+    /// Removes the entry at `index` if it has expired by `now_ms`; returns
+    /// whether it did.
+    fn remove_if_expired(&mut self, index: usize, now_ms: u64) -> bool {
+        let expired =
+            matches!(&self.slots[index], Some(entry) if entry.expires_at_ms.get() <= now_ms);
+        if expired {
+            self.remove_at(index);
         }
-        removed
+        expired
     }
 
     fn next_random(&mut self) -> u64 {
@@ -252,16 +290,9 @@ impl<K, S> Table<K, S> {
     /// Removes every entry expired by `now_ms`; returns how many.
     pub(crate) fn purge_expired(&mut self, now_ms: u64) -> usize {
         let before = self.len;
-        let mut index = 0;
-        // A removal shifts later entries back (one may wrap from slot 0 to
-        // the end), so the slot just emptied is examined again; every entry
-        // is examined at least once.
-        while index < self.slots.len() {
-            match &self.slots[index] {
-                Some(entry) if entry.expires_at_ms.get() <= now_ms => self.remove_at(index),
-                _ => index += 1,
-            }
-        }
+        purge_slots(self.slots.len(), |index| {
+            self.remove_if_expired(index, now_ms)
+        });
         before - self.len
     }
 
