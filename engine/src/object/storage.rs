@@ -255,7 +255,7 @@ impl Storage<'_, '_> {
         let owner = self.owner();
         keys::data_key(&mut self.ctx.key_buf, &self.ctx.id, key);
         let value = self.ctx.store.get(&owner, &self.ctx.key_buf)?;
-        let len = value.as_deref().map(|v| (key.len() + v.len()) as u64);
+        let len = value.as_deref().map(|v| stored_size(key, v));
         self.remember_len(key, len);
         Ok(f(value.as_deref()))
     }
@@ -286,7 +286,7 @@ impl Storage<'_, '_> {
             });
         }
         let old = self.stored_len(key)?;
-        let new = (key.len() + value.len()) as u64;
+        let new = stored_size(key, value);
         self.resize(old, new)?;
         let owner = self.owner();
         keys::data_key(&mut self.ctx.key_buf, &self.ctx.id, key);
@@ -484,7 +484,8 @@ impl Storage<'_, '_> {
                 return Ok(last.len);
             }
         }
-        self.get_with(key, |v| v.map(|v| (key.len() + v.len()) as u64))
+        // Reading it remembers its size.
+        self.get_with(key, |v| v.map(|v| stored_size(key, v)))
     }
 
     /// Remembers the stored size of `key` (`None`: absent).
@@ -553,6 +554,12 @@ impl Storage<'_, '_> {
         // The last key's size may be that of a write rolled back.
         self.ctx.last_len = None;
     }
+}
+
+/// What an entry counts against its object's storage limit: its key's
+/// bytes and its value's.
+fn stored_size(key: &[u8], value: &[u8]) -> u64 {
+    (key.len() + value.len()) as u64
 }
 
 /// The stored size of one key (its bytes and its value's), as an object
