@@ -253,21 +253,29 @@ pub(crate) fn live_until<A: Algorithm>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::keyed::RandomSipHash;
-    use crate::FixedWindow;
+    use crate::{FixedWindow, FixedWindowState};
     use std::hash::BuildHasher;
 
     /// Keys arrive faster than they expire, so the table stays at its cap
     /// while half its keys turn over: the free slots must stay spread out,
-    /// or the table fills into one run that every probe crosses.
-    #[test]
-    fn churn_at_the_cap_keeps_probe_runs_short() {
+    /// or the table fills into one run that every probe crosses. Runs that
+    /// churn on a core over `table` (sized for 10,000 keys), with
+    /// `displacement` giving the mean distance of entries from their home
+    /// and the longest run; returns the core for checks of its own.
+    pub(crate) fn churn_at_the_cap<T>(
+        table: T,
+        displacement: impl Fn(&T) -> (f64, usize),
+    ) -> KeyedCore<u64, FixedWindow, T>
+    where
+        T: Slots<u64, FixedWindowState>,
+    {
         let keys_max = 10_000;
         // A key lives until the end of its 100 ms window.
         let window = FixedWindow::new(5, 100).expect("valid config");
-        let mut core: KeyedCore<u64, FixedWindow> = KeyedCore::new(window, keys_max);
+        let mut core = KeyedCore::with_table(window, keys_max, table);
         let hasher = RandomSipHash::with_keys(1, 2);
         let mut now_ms = 1_700_000_000_000u64;
         for key in 0..600_000u64 {
@@ -277,7 +285,7 @@ mod tests {
             }
             let _ = core.check(hasher.hash_one(key), &key, now_ms, 1);
             if key % 50_000 == 49_999 {
-                let (mean, longest) = core.table.displacement();
+                let (mean, longest) = displacement(&core.table);
                 assert!(mean < 4.0, "mean displacement {mean} after {key} keys");
                 assert!(longest < 600, "a run of {longest} slots after {key} keys");
             }
@@ -286,5 +294,11 @@ mod tests {
         assert_eq!(stats.keys_tracked, keys_max);
         assert!(stats.expired_evictions_total > 300_000, "{stats:?}");
         assert!(stats.untracked_checks_total > 0, "{stats:?}");
+        core
+    }
+
+    #[test]
+    fn churn_at_the_cap_keeps_probe_runs_short() {
+        churn_at_the_cap(Table::new(10_000), Table::displacement);
     }
 }

@@ -700,32 +700,15 @@ mod tests {
         );
     }
 
-    /// As the single-threaded core's test: keys arrive faster than they
-    /// expire, the table stays at its cap while half its keys turn over,
-    /// and the free slots must stay spread out.
+    /// The single-threaded core's churn, on this table.
     #[test]
     #[cfg_attr(miri, ignore = "600,000 checks: too slow for an interpreter")]
     fn churn_at_the_cap_keeps_probe_runs_short() {
-        let keys_max = 10_000;
-        let window = FixedWindow::new(5, 100).expect("valid config");
-        let mut core = KeyedCore::with_table(window, keys_max, SharedTable::new(keys_max));
-        let hasher = RandomSipHash::with_keys(1, 2);
-        let mut now_ms = 1_700_000_000_000u64;
-        for key in 0..600_000u64 {
-            if key % 150 == 0 {
-                now_ms += 1;
-            }
-            let _ = core.check(hasher.hash_one(key), &key, now_ms, 1);
-            if key % 50_000 == 49_999 {
-                let (mean, longest) = core.table().displacement();
-                assert!(mean < 4.0, "mean displacement {mean} after {key} keys");
-                assert!(longest < 600, "a run of {longest} slots after {key} keys");
-            }
-        }
+        let core = crate::keyed::core::tests::churn_at_the_cap(
+            SharedTable::new(10_000),
+            SharedTable::displacement,
+        );
         core.table().assert_consistent();
-        let stats = core.stats();
-        assert_eq!(stats.keys_tracked, keys_max);
-        assert!(stats.expired_evictions_total > 300_000, "{stats:?}");
     }
 
     #[test]

@@ -273,6 +273,23 @@ mod tests {
         }
     }
 
+    /// Runs `work(thread)` on `threads` threads at once; returns what each
+    /// returned, in thread order.
+    fn on_threads<R: Send>(threads: u64, work: impl Fn(u64) -> R + Sync) -> Vec<R> {
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|thread| {
+                    let work = &work;
+                    scope.spawn(move || work(thread))
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("no panic"))
+                .collect()
+        })
+    }
+
     /// Threads check the same keys while the tables grow from 16 slots to
     /// their cap under them: within one window, each key's admitted checks
     /// must have seen `remaining` count down from `limit - 1` to 0, each
@@ -282,36 +299,25 @@ mod tests {
         // Miri runs every test, small enough for an interpreter.
         const LIMIT: u64 = if cfg!(miri) { 3 } else { 20 };
         const KEYS: u64 = if cfg!(miri) { 40 } else { 4_000 };
-        const THREADS: usize = if cfg!(miri) { 3 } else { 4 };
+        const THREADS: u64 = if cfg!(miri) { 3 } else { 4 };
         let window = crate::FixedWindow::new(LIMIT, 3_600_000).expect("valid config");
         let limiter: SyncKeyedLimiter<u64, _> =
             SyncKeyedLimiter::with_shards(window, 2 * KEYS as usize, 2, RandomSipHash::new())
                 .expect("valid cap");
-        let seen: Vec<Vec<(u64, u64)>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..THREADS as u64)
-                .map(|thread| {
-                    let limiter = &limiter;
-                    scope.spawn(move || {
-                        let mut admitted = Vec::new();
-                        let mut x = 0x9E37_79B9_7F4A_7C15 ^ (thread + 1);
-                        for _ in 0..2 * LIMIT * KEYS {
-                            x ^= x << 13;
-                            x ^= x >> 7;
-                            x ^= x << 17;
-                            let key = x % KEYS;
-                            let decision = limiter.check(&key, 1_000, 1);
-                            if decision.allowed {
-                                admitted.push((key, decision.remaining));
-                            }
-                        }
-                        admitted
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().expect("no panic"))
-                .collect()
+        let seen = on_threads(THREADS, |thread| {
+            let mut admitted = Vec::new();
+            let mut x = 0x9E37_79B9_7F4A_7C15 ^ (thread + 1);
+            for _ in 0..2 * LIMIT * KEYS {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let key = x % KEYS;
+                let decision = limiter.check(&key, 1_000, 1);
+                if decision.allowed {
+                    admitted.push((key, decision.remaining));
+                }
+            }
+            admitted
         });
         let mut remaining: Vec<Vec<u64>> = vec![Vec::new(); KEYS as usize];
         for (key, left) in seen.into_iter().flatten() {
@@ -346,35 +352,24 @@ mod tests {
             SyncKeyedLimiter::with_shards(window, KEYS_MAX, 4, RandomSipHash::new())
                 .expect("valid cap");
         let start_ms = 1_700_000_000_000u64;
-        let admitted: Vec<Vec<u64>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..THREADS)
-                .map(|thread| {
-                    let limiter = &limiter;
-                    scope.spawn(move || {
-                        let mut admitted = Vec::new();
-                        let mut x = 0x2545_F491_4F6C_DD1D ^ (thread + 1);
-                        for step in 0..STEPS {
-                            x ^= x << 13;
-                            x ^= x >> 7;
-                            x ^= x << 17;
-                            // Each thread's clock runs a little behind or
-                            // ahead of the others'.
-                            let now_ms = start_ms + step / STEPS_PER_MS + thread % 2;
-                            let key = x % KEYS;
-                            let cost = u64::from(x % 16 != 0);
-                            let decision = limiter.check(&key, now_ms, cost);
-                            if decision.allowed && cost > 0 {
-                                admitted.push(key);
-                            }
-                        }
-                        admitted
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().expect("no panic"))
-                .collect()
+        let admitted = on_threads(THREADS, |thread| {
+            let mut admitted = Vec::new();
+            let mut x = 0x2545_F491_4F6C_DD1D ^ (thread + 1);
+            for step in 0..STEPS {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Each thread's clock runs a little behind or
+                // ahead of the others'.
+                let now_ms = start_ms + step / STEPS_PER_MS + thread % 2;
+                let key = x % KEYS;
+                let cost = u64::from(x % 16 != 0);
+                let decision = limiter.check(&key, now_ms, cost);
+                if decision.allowed && cost > 0 {
+                    admitted.push(key);
+                }
+            }
+            admitted
         });
         let stats = limiter.stats();
         assert!(stats.keys_tracked <= KEYS_MAX, "{stats:?}");
