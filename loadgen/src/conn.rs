@@ -7,8 +7,8 @@
 //! while one is in flight its buffer is never touched: the kernel holds a
 //! raw pointer to it.
 //!
-//! Requests are written into `pending` while `sending` is with the kernel;
-//! when a send completes the two swap. Both keep their capacity, as does the
+//! Requests are written into the pending half of its [`SendBuffers`] while
+//! the other half is with the kernel. Both keep their capacity, as does the
 //! session's table of requests awaiting responses (bounded by `--pipeline`),
 //! so the steady state allocates nothing.
 
@@ -16,6 +16,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use crate::keys::KeySampler;
 use crate::protocol::{InFlight, Protocol, Session};
+use crate::send_buffers::SendBuffers;
 
 /// Send-buffer capacity a connection starts with, at most.
 const SEND_BUF_START_BYTES: usize = 64 * 1024;
@@ -58,11 +59,7 @@ pub struct Conn<S> {
 
     pub session: S,
     in_flight_max: usize,
-    /// Bytes with the kernel; `sending[sent..]` is still to go.
-    sending: Vec<u8>,
-    sent: usize,
-    /// Requests written while a send is in flight.
-    pending: Vec<u8>,
+    send: SendBuffers,
 }
 
 impl<S: Session> Conn<S> {
@@ -93,9 +90,7 @@ impl<S: Session> Conn<S> {
             issued: 0,
             session,
             in_flight_max,
-            sending: Vec::with_capacity(send_bytes),
-            sent: 0,
-            pending: Vec::with_capacity(send_bytes),
+            send: SendBuffers::with_capacity(send_bytes),
         }
     }
 
@@ -121,7 +116,7 @@ impl<S: Session> Conn<S> {
     /// The connection has just opened: queues what the protocol says first.
     pub fn open<P: Protocol<Session = S>>(&mut self, protocol: &mut P, now_ns: u64) {
         self.state = ConnState::Open;
-        protocol.on_open(&mut self.session, &mut self.pending, now_ns);
+        protocol.on_open(&mut self.session, self.send.pending(), now_ns);
     }
 
     /// Writes one request for `keys`' next key, remembering its origin.
@@ -137,7 +132,7 @@ impl<S: Session> Conn<S> {
             origin_ns,
             written_ns: now_ns,
         };
-        protocol.write_request(&mut self.session, keys, request, &mut self.pending);
+        protocol.write_request(&mut self.session, keys, request, self.send.pending());
         self.issued += 1;
     }
 
@@ -156,21 +151,12 @@ impl<S: Session> Conn<S> {
         if self.state != ConnState::Open || self.send_in_flight {
             return None;
         }
-        if self.sent == self.sending.len() {
-            if self.pending.is_empty() {
-                return None;
-            }
-            self.sending.clear();
-            self.sent = 0;
-            std::mem::swap(&mut self.sending, &mut self.pending);
-        }
-        Some(&self.sending[self.sent..])
+        self.send.next_bytes()
     }
 
     /// Accounts for `n` bytes of the in-flight send having gone out.
     pub fn on_sent(&mut self, n: usize) {
-        assert!(self.sent + n <= self.sending.len());
-        self.sent += n;
+        self.send.on_sent(n);
     }
 
     /// Readies the slot for its next connection, keeping its buffers.
@@ -190,9 +176,7 @@ impl<S: Session> Conn<S> {
         };
         self.generation = self.generation.wrapping_add(1);
         self.session.reset();
-        self.sending.clear();
-        self.sent = 0;
-        self.pending.clear();
+        self.send.clear();
     }
 }
 
@@ -252,11 +236,11 @@ mod tests {
         conn.write_request(&mut http, &mut keys, 1, 1);
         let _ = conn.next_send();
         conn.abandon_in_flight();
-        let capacity = conn.pending.capacity() + conn.sending.capacity();
+        let capacity = conn.send.capacity();
         conn.reset(5);
         assert_eq!(conn.state, ConnState::Idle { at_ns: 5 });
         assert_eq!(conn.generation, 1);
-        assert_eq!(conn.pending.capacity() + conn.sending.capacity(), capacity);
+        assert_eq!(conn.send.capacity(), capacity);
         assert_eq!(conn.next_send(), None);
     }
 }

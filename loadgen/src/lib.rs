@@ -42,6 +42,7 @@ pub mod rng;
 pub mod rpc;
 pub mod run;
 pub mod schedule;
+pub mod send_buffers;
 pub mod socket;
 pub mod stats;
 pub mod target;

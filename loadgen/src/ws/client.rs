@@ -6,14 +6,16 @@
 //! receive and one send are in flight, and while one is, its buffer is not
 //! touched: the kernel holds a pointer to it.
 //!
-//! Frames are written into `pending` while `sending` is with the kernel;
-//! when a send completes the two swap. Received bytes land in the worker's
+//! Frames are written into the pending half of its [`SendBuffers`] while
+//! the other half is with the kernel. Received bytes land in the worker's
 //! shared buffer pool; a client only keeps bytes of its own (`carry`) when a
 //! frame arrived split, and `fragments` only while a fragmented message is
 //! reassembled, so an idle client holds almost no memory.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use crate::send_buffers::SendBuffers;
 
 /// Where a client is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,9 +78,7 @@ pub struct Client {
     pub seq: u64,
     /// Open loop: messages whose send time has come.
     pub due: u64,
-    sending: Vec<u8>,
-    sent: usize,
-    pending: Vec<u8>,
+    send: SendBuffers,
 }
 
 impl Client {
@@ -102,9 +102,7 @@ impl Client {
             outbox: VecDeque::new(),
             seq: 0,
             due: 0,
-            sending: Vec::new(),
-            sent: 0,
-            pending: Vec::new(),
+            send: SendBuffers::default(),
         }
     }
 
@@ -130,7 +128,7 @@ impl Client {
 
     /// Where the next frame is written; it goes out with the next send.
     pub fn pending(&mut self) -> &mut Vec<u8> {
-        &mut self.pending
+        self.send.pending()
     }
 
     /// The bytes for the next send, if a send should be submitted now.
@@ -138,32 +136,22 @@ impl Client {
         if !self.is_up() || self.send_in_flight {
             return None;
         }
-        if self.sent == self.sending.len() {
-            if self.pending.is_empty() {
-                return None;
-            }
-            self.sending.clear();
-            self.sent = 0;
-            std::mem::swap(&mut self.sending, &mut self.pending);
-        }
-        Some(&self.sending[self.sent..])
+        self.send.next_bytes()
     }
 
     /// Accounts for `n` bytes of the in-flight send having gone out.
     pub fn on_sent(&mut self, n: usize) {
-        assert!(self.sent + n <= self.sending.len());
-        self.sent += n;
-        if self.sent == self.sending.len() && !self.sender {
+        self.send.on_sent(n);
+        if !self.sender {
             // A client that only listens sends a handshake, the odd pong
             // and a close: its buffer is not worth keeping between them.
-            self.sending = Vec::new();
-            self.sent = 0;
+            self.send.free_sent();
         }
     }
 
     /// Whether everything written has gone out.
     pub fn all_sent(&self) -> bool {
-        self.sent == self.sending.len() && self.pending.is_empty()
+        self.send.all_sent()
     }
 
     /// Frees the buffers of a client that is down for good.
@@ -176,9 +164,7 @@ impl Client {
         self.carry = Vec::new();
         self.fragments = Vec::new();
         self.outbox = VecDeque::new();
-        self.sending = Vec::new();
-        self.sent = 0;
-        self.pending = Vec::new();
+        self.send = SendBuffers::default();
     }
 }
 
@@ -199,7 +185,7 @@ mod tests {
         client.on_sent(2);
         assert_eq!(client.next_send(), Some(b"c".as_slice()));
         client.on_sent(1);
-        assert_eq!(client.sending.capacity(), 0);
+        assert_eq!(client.send.sending_capacity(), 0);
         assert!(!client.all_sent());
         assert_eq!(client.next_send(), Some(b"de".as_slice()));
         client.on_sent(2);
