@@ -403,6 +403,9 @@ mod tests {
     fn unknown_keys_and_bad_values_are_refused() {
         assert!(Config::parse("[server]\nbogus = 1\n").is_err());
         assert!(Config::parse("[server]\nheader_timeout_ms = 0\n").is_err());
+        assert!(Config::parse("[server]\nwal_groups_in_flight = 0\n").is_err());
+        assert!(Config::parse("[server]\nwal_groups_in_flight = 9\n").is_err());
+        assert!(Config::parse("[server]\nwal_groups_in_flight = 8\n").is_ok());
         assert!(Config::parse("[nope]\n").is_err());
         let config =
             Config::parse("[classes.ratelimit]\nlimit = 3\nidle_timeout_ms = 50\n").expect("valid");
