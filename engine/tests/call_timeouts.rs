@@ -14,7 +14,7 @@ use durin::ObjectId;
 use durin_client::ObjectRef;
 
 mod common;
-use common::{http_get, loopback_options};
+use common::{http_get, start_embedded};
 
 /// Takes every call and never answers it.
 struct Sink;
@@ -77,14 +77,11 @@ impl ObjectClass for CallerClass {
 
 #[test]
 fn an_unanswered_call_times_out() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let options = loopback_options(dir.path(), 2, false);
     let config = Config::parse("[server]\ncall_timeout_ms = 300\n").expect("valid");
-    let server = ServerBuilder::new()
+    let builder = ServerBuilder::new()
         .class("sink", SinkClass)
-        .class("caller", CallerClass)
-        .start(options, config)
-        .expect("start");
+        .class("caller", CallerClass);
+    let server = start_embedded(builder, 2, false, config);
     for name in ["a", "b", "c"] {
         let started = Instant::now();
         let (status, body) = http_get(server.addr(), &format!("/caller/{name}"));

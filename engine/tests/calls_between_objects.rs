@@ -12,12 +12,12 @@ use durin::config::Config;
 use durin::object::{
     CallError, CallId, Context, Deferred, DurableObject, ObjectClass, Request, Response, RpcError,
 };
-use durin::server::{RunningServer, ServerBuilder};
+use durin::server::ServerBuilder;
 use durin::ObjectId;
 use durin_client::{Client, ClientOptions, ObjectRef};
 
 mod common;
-use common::loopback_options;
+use common::{start_embedded, Embedded};
 
 /// Answers `chain` with its own name, followed by the answer of the rest
 /// of the chain (`b,a`: call `b` with `a`, then prefix its answer).
@@ -138,19 +138,14 @@ impl ObjectClass for RelayClass {
 
 const NAMES: [&str; 6] = ["a", "b", "c", "ha", "hb", "hc"];
 
-fn start() -> (RunningServer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let options = loopback_options(dir.path(), 3, true);
-    let server = ServerBuilder::new()
-        .class("relay", RelayClass)
-        .start(options, Config::default())
-        .expect("start");
-    (server, dir)
+fn start() -> Embedded {
+    let builder = ServerBuilder::new().class("relay", RelayClass);
+    start_embedded(builder, 3, true, Config::default())
 }
 
 #[test]
 fn a_chain_a_b_a_answers_over_rpc_without_deadlock() {
-    let (server, _dir) = start();
+    let server = start();
     let (rpc, _) = server.rpc_addr().expect("rpc is on");
     let client = Client::connect(rpc, ClientOptions::default()).expect("connect");
     let name = |n: &str| ObjectRef::Name(n.as_bytes().to_vec());
@@ -170,7 +165,7 @@ fn a_chain_a_b_a_answers_over_rpc_without_deadlock() {
 
 #[test]
 fn a_call_to_an_unknown_class_comes_back_as_an_error_reply() {
-    let (server, _dir) = start();
+    let server = start();
     let (rpc, _) = server.rpc_addr().expect("rpc is on");
     let client = Client::connect(rpc, ClientOptions::default()).expect("connect");
     let answer = client
@@ -181,7 +176,7 @@ fn a_call_to_an_unknown_class_comes_back_as_an_error_reply() {
 
 #[test]
 fn a_chain_answers_a_deferred_http_request() {
-    let (server, _dir) = start();
+    let server = start();
     let mut stream = TcpStream::connect(server.addr()).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))

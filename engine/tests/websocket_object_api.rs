@@ -11,12 +11,12 @@ use durin::object::{
     Context, Deferred, DurableObject, Message, ObjectClass, Request, Response, WebSocket,
     WebSocketError, ATTACHMENT_BYTES_MAX,
 };
-use durin::server::{RunningServer, ServerBuilder};
+use durin::server::ServerBuilder;
 use durin::ObjectId;
 use tungstenite::Message as WsMessage;
 
 mod common;
-use common::{http_get, loopback_options};
+use common::{http_get, start_embedded, Embedded};
 
 /// `GET /{name}/ws?tags=a,b&who=N` accepts a socket; every message is a
 /// command (see `websocket_message`); the close and error events are
@@ -157,12 +157,13 @@ impl ObjectClass for LabClass {
     }
 }
 
-fn start(dir: &tempfile::TempDir) -> RunningServer {
-    let options = loopback_options(dir.path(), 2, false);
-    ServerBuilder::new()
-        .class("lab", LabClass)
-        .start(options, Config::default())
-        .expect("start")
+fn start() -> Embedded {
+    start_embedded(
+        ServerBuilder::new().class("lab", LabClass),
+        2,
+        false,
+        Config::default(),
+    )
 }
 
 type Ws = tungstenite::WebSocket<TcpStream>;
@@ -207,8 +208,7 @@ fn eventually_events(addr: SocketAddr, object: &str, expected: &str) {
 
 #[test]
 fn tags_attachments_and_targeted_sends() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = start(&dir);
+    let server = start();
     let addr = server.addr();
     let mut red = connect(addr, "/lab/o/ws?tags=red,warm&who=ann");
     let mut blue = connect(addr, "/lab/o/ws?tags=blue&who=ben");
@@ -242,8 +242,7 @@ fn tags_attachments_and_targeted_sends() {
 
 #[test]
 fn the_object_hears_of_closes_and_errors_but_not_of_its_own_closes() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = start(&dir);
+    let server = start();
     let addr = server.addr();
     let mut a = connect(addr, "/lab/p/ws?who=a");
     let mut b = connect(addr, "/lab/p/ws?who=b");
@@ -283,8 +282,7 @@ fn the_object_hears_of_closes_and_errors_but_not_of_its_own_closes() {
 
 #[test]
 fn a_panicking_handler_leaves_the_socket_open() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = start(&dir);
+    let server = start();
     let addr = server.addr();
     let mut ws = connect(addr, "/lab/q/ws?who=q");
     ws.send(WsMessage::text("panic")).expect("send");
@@ -295,8 +293,7 @@ fn a_panicking_handler_leaves_the_socket_open() {
 
 #[test]
 fn a_response_deferred_while_accepting_is_dropped() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = start(&dir);
+    let server = start();
     let addr = server.addr();
     let mut ws = connect(addr, "/lab/d/ws?who=d&defer=1");
     assert_eq!(ask(&mut ws, "respond"), "responded");

@@ -1,5 +1,6 @@
-//! What the tests of an embedded server share: options for a server on an
-//! ephemeral loopback port, and a one-shot HTTP GET.
+//! What the tests of an embedded server share: a server on an ephemeral
+//! loopback port that stops before its data directory goes, and a one-shot
+//! HTTP GET.
 
 #![allow(dead_code)]
 
@@ -8,7 +9,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-use durin::server::ServerOptions;
+use durin::config::Config;
+use durin::server::{RunningServer, ServerBuilder, ServerOptions};
 
 /// How long a one-shot request may take to be answered.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
@@ -24,6 +26,50 @@ pub fn loopback_options(data_dir: &Path, shards: usize, rpc: bool) -> ServerOpti
         shards,
         cpus: None,
         partitions: None,
+    }
+}
+
+/// A running embedded server and its temporary data directory. Dropping it
+/// stops the server and waits for its shards before the directory is
+/// removed: a shard whose data directory vanishes stops the whole process,
+/// which would take every other test of the binary with it.
+pub struct Embedded {
+    server: Option<RunningServer>,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Embedded {
+    type Target = RunningServer;
+
+    fn deref(&self) -> &RunningServer {
+        self.server.as_ref().expect("running until dropped")
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop();
+            server.wait();
+        }
+    }
+}
+
+/// Starts `builder` with `shards` shards on loopback (binary RPC too if
+/// `rpc`) and a fresh temporary data directory.
+pub fn start_embedded(
+    builder: ServerBuilder,
+    shards: usize,
+    rpc: bool,
+    config: Config,
+) -> Embedded {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = builder
+        .start(loopback_options(dir.path(), shards, rpc), config)
+        .expect("start");
+    Embedded {
+        server: Some(server),
+        _dir: dir,
     }
 }
 
