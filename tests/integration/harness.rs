@@ -204,6 +204,39 @@ impl Server {
         }
     }
 
+    /// The server process's ID; panics if it is not running.
+    pub fn pid(&self) -> u32 {
+        self.running
+            .as_ref()
+            .expect("the server is running")
+            .child
+            .id()
+    }
+
+    /// The server's resident memory now, in bytes (`VmRSS`).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the server's /proc status can be read");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS is in /proc status");
+        kib * 1024
+    }
+
+    /// CPU time the server has used so far (user plus system), in clock
+    /// ticks (`/proc/PID/stat` fields 14 and 15).
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("the server's /proc stat can be read");
+        // The command name may hold spaces; fields count from after it.
+        let after_name = &stat[stat.rfind(')').expect("stat has the name in parentheses") + 2..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks = |i: usize| fields[i].parse::<u64>().expect("a tick count");
+        ticks(11) + ticks(12)
+    }
+
     /// SIGKILL and wait: nothing gets a chance to flush or shut down.
     pub fn kill9(&mut self) {
         if let Some(mut running) = self.running.take() {

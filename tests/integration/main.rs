@@ -19,6 +19,7 @@ mod counter_survives_sigkill;
 mod crash_keeps_acknowledged_writes;
 mod cross_shard_concurrency;
 mod header_timeout;
+mod hostile_clients;
 mod http_keepalive_pipelining;
 mod idle_objects_leave_memory;
 mod kv_client;

@@ -10,10 +10,12 @@ use crate::metrics;
 
 /// Sent to a connection refused at the connection cap, then it is closed.
 static REJECT_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 37\r\nConnection: close\r\n\r\nServer at its connection limit, retry";
-/// Output queued beyond this stops reading from the connection until the
-/// peer has read some: a client that pipelines without reading cannot make
-/// the shard buffer without bound.
-const OUTPUT_BYTES_HIGH: usize = 1 << 20;
+/// Output queued beyond this stops reading from the connection, and
+/// serving the requests already read, until the peer has read some: a
+/// client that pipelines without reading cannot make the shard buffer
+/// without bound (a megabyte of small GETs for a large value would
+/// otherwise queue gigabytes of responses).
+pub(super) const OUTPUT_BYTES_HIGH: usize = 1 << 20;
 
 /// A slab of connections with generation-tagged slots.
 pub struct ConnTable {
@@ -207,6 +209,18 @@ impl Shard {
             conn.send_in_flight = true;
             return self.ring.push(entry);
         }
+        let paused = conn.kind != durin_net::ConnKind::WebSocket
+            && !conn.input.is_empty()
+            && !conn.closing
+            && !conn.dead
+            && conn.queued_bytes() < OUTPUT_BYTES_HIGH;
+        if paused {
+            // Requests already read waited for the peer to read; go on.
+            let mut conn = self.conns.take(index, generation).expect("looked up above");
+            self.process_input(index, &mut conn);
+            self.conns.put_back(index, conn);
+            self.after_input(index, generation);
+        }
         self.dirty.push(index);
         Ok(())
     }
@@ -234,6 +248,12 @@ impl Shard {
         if conn.dead || (conn.closing && conn.is_drained() && !conn.awaiting_reply) {
             return self.close(index);
         }
+        if conn.kind == durin_net::ConnKind::WebSocket {
+            self.write_pending_pong(index, generation);
+        }
+        let Some(conn) = self.conns.by_index(index) else {
+            return Ok(());
+        };
         if conn.prepare_send(durable) {
             let (ptr, len) = conn.unsent();
             let entry = opcode::Send::new(types::Fd(conn.fd), ptr, len)

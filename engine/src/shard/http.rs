@@ -92,7 +92,12 @@ impl Shard {
         }
         let input = std::mem::take(&mut conn.input);
         let mut consumed = 0;
-        while !conn.closing && !conn.awaiting_reply && !conn.dead && consumed < input.len() {
+        while !conn.closing
+            && !conn.awaiting_reply
+            && !conn.dead
+            && consumed < input.len()
+            && conn.queued_bytes() < super::conns::OUTPUT_BYTES_HIGH
+        {
             let mut headers = [httparse_empty(); HEADERS_MAX];
             let parsed = parse_request(&input[consumed..], &mut headers, &self.limits);
             let req = match parsed {

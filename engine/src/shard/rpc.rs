@@ -39,7 +39,11 @@ impl Shard {
     pub(super) fn process_rpc(&mut self, index: u32, conn: &mut Conn) {
         let input = std::mem::take(&mut conn.input);
         let mut consumed = 0;
-        while !conn.closing && !conn.dead && consumed < input.len() {
+        while !conn.closing
+            && !conn.dead
+            && consumed < input.len()
+            && conn.queued_bytes() < super::conns::OUTPUT_BYTES_HIGH
+        {
             if conn.kind == ConnKind::RpcHello {
                 match decode_client_hello(&input[consumed..]) {
                     Ok(None) => break,

@@ -1,0 +1,168 @@
+//! Clients that try to make the server misbehave: flood it with requests
+//! for replies they never read, exhaust its descriptors, send headers and
+//! parameters that mean two things at once. Each test sends the attack and
+//! checks the answer a well-behaved server gives, and that the server still
+//! serves everyone else afterwards.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::harness::{Conn, Server};
+use crate::kv_client::metric_total;
+use crate::ws_client::{masked, Ending, Ws};
+
+const MIB: u64 = 1 << 20;
+
+fn joined(server: &Server, room: &str, name: &str) -> Ws {
+    let mut ws = Ws::connect(server, &format!("/chat/{room}/websocket?name={name}"));
+    assert_eq!(ws.recv_json().str_field("name"), name);
+    ws
+}
+
+/// The text of the next chat message, skipping joins and leaves.
+fn next_text(ws: &mut Ws) -> String {
+    loop {
+        let message = ws.recv_json();
+        if message.get("text").is_some() {
+            return message.str_field("text").to_string();
+        }
+    }
+}
+
+/// Pings numbered from 0, `count` of them with 125-byte payloads, as one
+/// write per batch.
+fn ping_flood(ws: &mut Ws, count: u32) {
+    let mut batch = Vec::with_capacity(64 * 1024);
+    for i in 0..count {
+        let mut payload = [b'.'; 125];
+        payload[..10].copy_from_slice(format!("{i:010}").as_bytes());
+        batch.extend(masked(0x89, &payload));
+        if batch.len() >= 60 * 1024 {
+            ws.send_raw(&batch);
+            batch.clear();
+        }
+    }
+    ws.send_raw(&batch);
+}
+
+#[test]
+fn a_ping_flood_without_reading_queues_one_pong_not_one_per_ping() {
+    let server = Server::start(1);
+    let mut flooder = joined(&server, "flood", "f");
+    let rss_before = server.rss_bytes();
+    // 200,000 pings: a pong each would be 25 MiB queued for a peer that
+    // reads nothing.
+    let pings = 200_000;
+    ping_flood(&mut flooder, pings);
+    // The last ping is answered once the socket drains: read every pong.
+    let mut pongs = 0u32;
+    let last = format!("{:010}", pings - 1);
+    loop {
+        match flooder.inner.read().expect("a pong") {
+            tungstenite::Message::Pong(payload) => {
+                pongs += 1;
+                if payload.starts_with(last.as_bytes()) {
+                    break;
+                }
+            }
+            other => panic!("expected pongs, got {other:?}"),
+        }
+    }
+    let rss_after = server.rss_bytes();
+    assert!(
+        pongs < pings / 2,
+        "pongs to a peer that does not read are coalesced: {pongs} pongs for {pings} pings"
+    );
+    assert!(
+        rss_after < rss_before + 16 * MIB,
+        "a ping flood grew the server from {rss_before} to {rss_after} bytes"
+    );
+    // The socket still works.
+    let mut other = joined(&server, "flood", "o");
+    other.send_text("still here");
+    assert_eq!(next_text(&mut flooder), "still here");
+}
+
+#[test]
+fn auto_responses_to_a_peer_that_does_not_read_close_it_with_1008() {
+    let response = "r".repeat(2000);
+    let config = format!(
+        "[server]\nwebsocket_send_queue_bytes_max = 65536\n\
+         [classes.chat]\nauto_response_request = \"ping\"\nauto_response_response = \"{response}\"\n"
+    );
+    let server = Server::start_with_config(1, &config);
+    let mut reader = joined(&server, "auto", "a");
+    let mut flooder = joined(&server, "auto", "f");
+    reader.recv_json();
+    let rss_before = server.rss_bytes();
+    // 50,000 auto-responses of 2 KB: 100 MB if they were all queued.
+    let one = masked(0x81, b"ping");
+    let batch: Vec<u8> = one.iter().copied().cycle().take(one.len() * 1000).collect();
+    for _ in 0..50 {
+        if flooder.inner.get_mut().write_all(&batch).is_err() {
+            break; // closed by the server already
+        }
+    }
+    assert_eq!(flooder.ending(), Ending::Close(1008));
+    let rss_after = server.rss_bytes();
+    assert!(
+        rss_after < rss_before + 32 * MIB,
+        "auto-responses grew the server from {rss_before} to {rss_after} bytes"
+    );
+    let mut conn = server.connect();
+    assert!(metric_total(&mut conn, "durin_websocket_slow_readers_closed_total") >= 1);
+    // The room's other member is not affected.
+    let mut late = joined(&server, "auto", "l");
+    late.send_text("hello");
+    assert_eq!(next_text(&mut reader), "hello");
+}
+
+#[test]
+fn pipelined_requests_for_large_responses_are_served_as_the_peer_reads() {
+    let server = Server::start(1);
+    let mut conn = server.connect();
+    let value = vec![b'v'; 128 * 1024];
+    let put = conn.request("PUT", "/kv/big/keys/k", &[], &value);
+    assert_eq!(put.status, 200, "{put}");
+    let get = b"GET /kv/big/keys/k HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut stream = TcpStream::connect(server.addr()).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeouts can be set");
+    // One response first, to learn its length on the wire.
+    stream.write_all(get).expect("a request is sent");
+    let mut buf = vec![0u8; 1 << 20];
+    let mut one = Vec::new();
+    while !one.ends_with(&value[..1024]) || one.len() < value.len() {
+        let n = stream.read(&mut buf).expect("the response arrives");
+        assert!(n > 0, "the server closed");
+        one.extend_from_slice(&buf[..n]);
+    }
+    let response_bytes = one.len() as u64;
+    let rss_before = server.rss_bytes();
+    // 4,000 pipelined GETs of a 128 KiB value: 512 MiB of responses if the
+    // server answered them all before the peer read any.
+    let requests = 4_000u64;
+    let bytes: Vec<u8> = get
+        .iter()
+        .copied()
+        .cycle()
+        .take(get.len() * requests as usize)
+        .collect();
+    stream.write_all(&bytes).expect("the requests are sent");
+    std::thread::sleep(Duration::from_millis(1000));
+    let rss_peak = server.rss_bytes();
+    assert!(
+        rss_peak < rss_before + 64 * MIB,
+        "unread pipelined responses grew the server from {rss_before} to {rss_peak} bytes"
+    );
+    // Every response arrives once the peer reads.
+    let mut total = 0u64;
+    while total < requests * response_bytes {
+        let n = stream.read(&mut buf).expect("the responses arrive");
+        assert!(n > 0, "the server closed after {total} bytes");
+        total += n as u64;
+    }
+    assert_eq!(total, requests * response_bytes);
+}
