@@ -205,21 +205,6 @@ fn init_logging() {
     }
 }
 
-/// Raises the soft limit on open descriptors to the hard limit: every
-/// connection is one, and the default soft limit (often 1,024) is far below
-/// what the connection cap allows.
-fn raise_fd_limit() {
-    // SAFETY: getrlimit and setrlimit on a local struct.
-    unsafe {
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
 /// Blocks SIGTERM and SIGINT in this thread, and so in every thread it
 /// starts afterwards; [`wait_for_stop_signal`] then takes them.
 fn block_stop_signals() -> libc::sigset_t {
@@ -244,7 +229,6 @@ fn wait_for_stop_signal(set: &libc::sigset_t) -> i32 {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    raise_fd_limit();
     let stop_signals = block_stop_signals();
     let options = match options(&args) {
         Ok(o) => o,

@@ -69,6 +69,9 @@ shard_metrics! {
     connections_accepted_total,
     /// Connections refused because the shard was at its connection cap.
     connections_rejected_total,
+    /// Accepts that failed because the process or the system had no file
+    /// descriptor left (EMFILE, ENFILE); each pauses accepting a while.
+    accept_fd_exhausted_total,
     /// Connections open now.
     connections_open,
     /// Connections closed by a header or idle timeout.

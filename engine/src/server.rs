@@ -158,7 +158,7 @@ impl ServerBuilder {
     pub fn start(
         self,
         options: ServerOptions,
-        config: Config,
+        mut config: Config,
     ) -> Result<RunningServer, ServerError> {
         if let Some((bad, _)) = self.factories.iter().find(|(n, _)| !valid_class_name(n)) {
             return Err(ServerError::Options(format!(
@@ -216,6 +216,7 @@ impl ServerBuilder {
             })
             .map_err(|e| ServerError::Shard(format!("spawning the recovery checkpoint: {e}")))?;
         let partitions = Arc::new(partitions);
+        fit_connections_to_fd_limit(&mut config.server, shards);
         let (http, addr) = bind_listeners(options.listen, shards)?;
         let rpc = match options.rpc_listen {
             Some(rpc_listen) => Some(bind_rpc_listeners(
@@ -288,6 +289,69 @@ impl ServerBuilder {
             wakers,
         })
     }
+}
+
+/// Descriptors kept free for each shard beyond its connections: its
+/// listeners, eventfd and ring, the log segments it writes, fjall's table
+/// files as they grow, and the connections accepted at the cap only to be
+/// refused.
+const FDS_RESERVED_PER_SHARD: u64 = 64;
+/// Descriptors kept free for the process as a whole (stdio, the applier
+/// and checkpoint threads' files, what an embedding program opens).
+const FDS_RESERVED_PER_PROCESS: u64 = 64;
+
+/// Raises the soft limit on open descriptors to the hard limit (every
+/// connection is one, and the usual soft limit of 1,024 is far below what
+/// the connection cap allows), then lowers the per-shard connection cap if
+/// the caps of all shards would still run the process out of descriptors:
+/// a cap that is reached answers `503`, a descriptor limit that is reached
+/// first makes accepts fail.
+fn fit_connections_to_fd_limit(server: &mut crate::config::ServerConfig, shards: usize) {
+    let Some(limit) = raise_fd_limit() else {
+        return;
+    };
+    let open = open_fd_count().unwrap_or(0);
+    let reserved = open + FDS_RESERVED_PER_PROCESS + FDS_RESERVED_PER_SHARD * shards as u64;
+    let wanted = server.connections_max_per_shard as u64 * shards as u64;
+    if wanted + reserved <= limit {
+        return;
+    }
+    let fitting = (limit.saturating_sub(reserved) / shards as u64).max(1) as usize;
+    log::warn!(
+        "connections_max_per_shard lowered from {} to {fitting}: {shards} shards at {} connections \
+         need more than the {limit} open files RLIMIT_NOFILE allows (raise the hard limit, e.g. \
+         `ulimit -Hn`, to keep the configured cap)",
+        server.connections_max_per_shard,
+        server.connections_max_per_shard,
+    );
+    server.connections_max_per_shard = fitting;
+}
+
+/// Sets the soft `RLIMIT_NOFILE` to the hard limit; returns the limit now
+/// in force (`None`: unlimited or unknown).
+fn raise_fd_limit() -> Option<u64> {
+    // SAFETY: getrlimit and setrlimit on a local struct.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+        (limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+    }
+}
+
+/// How many descriptors the process has open now.
+fn open_fd_count() -> Option<u64> {
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as u64)
 }
 
 /// Binds one `SO_REUSEPORT` listener per shard on the same address. With

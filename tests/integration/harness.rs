@@ -56,6 +56,7 @@ pub struct ServerBuilder {
     cores: usize,
     config_toml: Option<String>,
     env: Vec<(String, String)>,
+    fd_limit: Option<u64>,
 }
 
 impl ServerBuilder {
@@ -76,6 +77,12 @@ impl ServerBuilder {
         self
     }
 
+    /// The server starts with this soft and hard `RLIMIT_NOFILE`.
+    pub fn fd_limit(mut self, limit: u64) -> Self {
+        self.fd_limit = Some(limit);
+        self
+    }
+
     pub fn start(self) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("durin-it-")
@@ -89,6 +96,7 @@ impl ServerBuilder {
         let launch = Launch {
             config_path,
             env: self.env,
+            fd_limit: self.fd_limit,
         };
         let running = Running::spawn(dir.path(), self.cores, &launch);
         Server {
@@ -112,6 +120,7 @@ pub struct Server {
 struct Launch {
     config_path: Option<PathBuf>,
     env: Vec<(String, String)>,
+    fd_limit: Option<u64>,
 }
 
 impl Server {
@@ -121,6 +130,7 @@ impl Server {
             cores: 2,
             config_toml: None,
             env: Vec::new(),
+            fd_limit: None,
         }
     }
 
@@ -358,6 +368,24 @@ impl Running {
             command.arg("--config").arg(config);
         }
         command.envs(launch.env.iter().map(|(k, v)| (k, v)));
+        if let Some(limit) = launch.fd_limit {
+            use std::os::unix::process::CommandExt;
+            let rlimit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            // SAFETY: setrlimit is async-signal-safe, and the closure
+            // touches nothing but a copied struct.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         command
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::harness::{Conn, Server};
+use crate::harness::Server;
 use crate::kv_client::metric_total;
 use crate::ws_client::{masked, Ending, Ws};
 
@@ -165,4 +165,132 @@ fn pipelined_requests_for_large_responses_are_served_as_the_peer_reads() {
         total += n as u64;
     }
     assert_eq!(total, requests * response_bytes);
+}
+
+/// Sets the soft `RLIMIT_NOFILE` of process `pid`, keeping its hard limit.
+fn set_soft_fd_limit(pid: u32, soft: u64) {
+    // SAFETY: prlimit reads `new` and writes `old`, both locals.
+    unsafe {
+        let mut old: libc::rlimit = std::mem::zeroed();
+        assert_eq!(
+            libc::prlimit(pid as i32, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old),
+            0,
+            "the server's descriptor limit can be read"
+        );
+        let new = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: old.rlim_max,
+        };
+        assert_eq!(
+            libc::prlimit(pid as i32, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()),
+            0,
+            "the server's descriptor limit can be set"
+        );
+    }
+}
+
+fn open_fds(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the server's descriptors can be listed")
+        .count() as u64
+}
+
+fn lowest_free_fd(pid: u32) -> u64 {
+    let taken: std::collections::HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the server's descriptors can be listed")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    (0..)
+        .find(|n| !taken.contains(n))
+        .expect("some number is free")
+}
+
+fn lines_containing(text: &str, needle: &str) -> usize {
+    text.lines().filter(|l| l.contains(needle)).count()
+}
+
+#[test]
+fn running_out_of_descriptors_pauses_accepting_instead_of_spinning() {
+    let server = Server::builder().cores(1).fd_limit(256).start();
+    let pid = server.pid();
+    let mut kept = server.connect();
+    assert_eq!(kept.get("/healthz").status, 200);
+    // Something else takes the process's descriptors: its soft limit drops
+    // to its lowest free descriptor. An accept armed earlier still works
+    // under the old limit, so a storm of connections (queued while the
+    // server is stopped) runs it out of descriptors first; every accept
+    // armed after that fails for as long as the descriptors stay taken.
+    set_soft_fd_limit(pid, lowest_free_fd(pid));
+    signal(pid, libc::SIGSTOP);
+    let storm: Vec<TcpStream> = (0..400)
+        .map(|_| TcpStream::connect(server.addr()).expect("the kernel completes the handshake"))
+        .collect();
+    signal(pid, libc::SIGCONT);
+    std::thread::sleep(Duration::from_millis(1500));
+    let ticks_before = server.cpu_ticks();
+    std::thread::sleep(Duration::from_secs(2));
+    let ticks = server.cpu_ticks() - ticks_before;
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    assert!(
+        ticks < ticks_per_s / 2,
+        "the server used {ticks} ticks of CPU in 2 s ({ticks_per_s} a second) out of descriptors"
+    );
+    // The connections it holds are served at once.
+    let started = std::time::Instant::now();
+    assert_eq!(kept.get("/healthz").status, 200);
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert!(metric_total(&mut kept, "durin_accept_fd_exhausted_total") >= 1);
+    // Descriptors come back: new connections are served again.
+    drop(storm);
+    set_soft_fd_limit(pid, 256);
+    let mut conn = None;
+    assert!(crate::harness::eventually(Duration::from_secs(5), || {
+        conn = crate::harness::Conn::connect(server.addr()).ok();
+        conn.as_mut()
+            .and_then(|c| c.try_request("GET", "/healthz", &[], b"").ok())
+            .is_some_and(|r| r.status == 200)
+    }));
+    let stderr = server.stderr();
+    assert_eq!(
+        lines_containing(&stderr, "out of file descriptors"),
+        1,
+        "one warning per episode:\n{stderr}"
+    );
+    assert_eq!(lines_containing(&stderr, "accepting connections again"), 1);
+}
+
+fn signal(pid: u32, signal: i32) {
+    // SAFETY: kill has no memory preconditions.
+    assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
+}
+
+#[test]
+fn connection_caps_above_the_descriptor_limit_are_lowered_with_one_warning() {
+    let server = Server::builder().cores(2).fd_limit(512).start();
+    let stderr = server.stderr();
+    assert_eq!(
+        lines_containing(&stderr, "connections_max_per_shard lowered from 10000 to"),
+        1,
+        "{stderr}"
+    );
+    // Far more connections than the lowered caps allow, all at once: the
+    // ones past a shard's cap are answered 503 and closed, and the process
+    // never holds more descriptors than its limit.
+    let open: Vec<TcpStream> = (0..600)
+        .map(|_| TcpStream::connect(server.addr()).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let held = open_fds(server.pid());
+    assert!(held <= 512, "{held} descriptors open under a limit of 512");
+    drop(open);
+    let mut conn = None;
+    assert!(crate::harness::eventually(Duration::from_secs(5), || {
+        conn = crate::harness::Conn::connect(server.addr()).ok();
+        conn.as_mut()
+            .and_then(|c| c.try_request("GET", "/healthz", &[], b"").ok())
+            .is_some_and(|r| r.status == 200)
+    }));
+    let mut conn = conn.expect("connected above");
+    assert!(metric_total(&mut conn, "durin_connections_rejected_total") > 0);
 }

@@ -17,6 +17,13 @@ static REJECT_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Ty
 /// otherwise queue gigabytes of responses).
 pub(super) const OUTPUT_BYTES_HIGH: usize = 1 << 20;
 
+/// The first pause of accepting after the process ran out of file
+/// descriptors, and the longest: without a pause, a multishot accept that
+/// fails with EMFILE is re-armed and fails again at once, and the shard
+/// spins at 100% CPU while the connections it holds wait.
+pub(super) const ACCEPT_BACKOFF_MS_MIN: u64 = 20;
+pub(super) const ACCEPT_BACKOFF_MS_MAX: u64 = 1_000;
+
 /// A slab of connections with generation-tagged slots.
 pub struct ConnTable {
     slots: Vec<Option<Conn>>,
@@ -111,20 +118,74 @@ impl Shard {
             self.accept_armed[listener as usize] = false;
         }
         if c.result >= 0 {
+            if self.accept_backoff_ms > ACCEPT_BACKOFF_MS_MIN {
+                log::warn!(
+                    "shard {}: accepting connections again (file descriptors freed)",
+                    self.index
+                );
+                self.accept_backoff_ms = ACCEPT_BACKOFF_MS_MIN;
+            }
             self.accept(c.result, listener)?;
-        } else {
-            // EMFILE, ENFILE, ECONNABORTED: the listener itself is fine;
-            // the connection is lost and the client retries.
+        } else if c.result == -libc::EMFILE || c.result == -libc::ENFILE {
+            self.pause_accept(listener, c.more())?;
+        } else if c.result != -libc::ECANCELED {
+            // ECONNABORTED and the like: the listener itself is fine; the
+            // connection is lost and the client retries.
             log::debug!(
                 "shard {}: accept failed: {}",
                 self.index,
                 std::io::Error::from_raw_os_error(-c.result)
             );
         }
-        if !self.accept_armed[listener as usize] {
+        let listener_index = listener as usize;
+        if !self.accept_armed[listener_index] && !self.accept_paused[listener_index] {
             self.arm_accept(listener)?;
         }
         Ok(())
+    }
+
+    /// Out of file descriptors: stops accepting on `listener` for the
+    /// backoff period (connections wait in the listen backlog meanwhile),
+    /// and says so once per episode. `armed`: the multishot accept is
+    /// still armed and must be cancelled.
+    fn pause_accept(&mut self, listener: u32, armed: bool) -> std::io::Result<()> {
+        metrics::add(&self.metrics.accept_fd_exhausted_total, 1);
+        if self.accept_paused[listener as usize] {
+            return Ok(());
+        }
+        if self.accept_backoff_ms == ACCEPT_BACKOFF_MS_MIN {
+            log::warn!(
+                "shard {}: out of file descriptors (the process's RLIMIT_NOFILE or the system's); \
+                 accepting is paused and retried with backoff until some are freed",
+                self.index
+            );
+        }
+        self.accept_paused[listener as usize] = true;
+        if armed {
+            let accept = Token::new(kind::ACCEPT, 0, listener).0;
+            let cancel = opcode::AsyncCancel::new(accept)
+                .build()
+                .user_data(Token::new(kind::CANCEL, 0, 0).0);
+            self.ring.push(cancel)?;
+        }
+        let resume_ms = self.mono_ms + self.accept_backoff_ms;
+        self.timers
+            .insert(resume_ms, super::Timer::AcceptResume { listener });
+        self.accept_backoff_ms = (self.accept_backoff_ms * 2).min(ACCEPT_BACKOFF_MS_MAX);
+        Ok(())
+    }
+
+    /// The backoff is over: accept on `listener` again.
+    pub(super) fn resume_accept(&mut self, listener: u32) {
+        self.accept_paused[listener as usize] = false;
+        if !self.accept_armed[listener as usize] && self.arm_accept(listener).is_err() {
+            // The submission queue is full: try again after another pause.
+            self.accept_armed[listener as usize] = false;
+            self.accept_paused[listener as usize] = true;
+            let resume_ms = self.mono_ms + self.accept_backoff_ms;
+            self.timers
+                .insert(resume_ms, super::Timer::AcceptResume { listener });
+        }
     }
 
     fn accept(&mut self, fd: i32, listener: u32) -> std::io::Result<()> {

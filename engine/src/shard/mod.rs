@@ -133,6 +133,10 @@ enum Timer {
     },
     /// Time to fail the calls whose replies are overdue.
     CallSweep,
+    /// Time to accept again on a listener paused for want of descriptors.
+    AcceptResume {
+        listener: u32,
+    },
 }
 
 /// What the shard needs to speak binary RPC.
@@ -204,6 +208,12 @@ pub struct Shard {
     /// The eventfd read's target; boxed so its address is stable.
     wake_buf: Box<u64>,
     accept_armed: Vec<bool>,
+    /// Accepting is paused on these listeners until their resume timer.
+    accept_paused: Vec<bool>,
+    /// The pause after the next failed accept for want of descriptors;
+    /// doubles while accepts keep failing, back to the minimum once one
+    /// succeeds (the end of the episode, which was logged once).
+    accept_backoff_ms: u64,
     /// Alarms due before this (wall clock, ms) are in the timer wheel.
     alarms_scanned_until_ms: u64,
     started: Instant,
@@ -321,6 +331,8 @@ impl Shard {
             rpc_out: Vec::new(),
             rpc_reply: Vec::new(),
             accept_armed: vec![false; setup.listeners.len()],
+            accept_paused: vec![false; setup.listeners.len()],
+            accept_backoff_ms: conns::ACCEPT_BACKOFF_MS_MIN,
             listeners: setup.listeners,
             conns: conns::ConnTable::new(setup.server.connections_max_per_shard),
             store,
@@ -586,6 +598,7 @@ impl Shard {
                     );
                 }
                 Timer::Alarm { id, at_ms } => self.fire_alarm(id, at_ms),
+                Timer::AcceptResume { listener } => self.resume_accept(listener),
                 Timer::CallSweep => {
                     self.sweep_calls();
                     let interval = calls::CALL_SWEEP_INTERVAL_MS.min(self.server.call_timeout_ms);
