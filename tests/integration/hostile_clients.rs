@@ -294,3 +294,198 @@ fn connection_caps_above_the_descriptor_limit_are_lowered_with_one_warning() {
     let mut conn = conn.expect("connected above");
     assert!(metric_total(&mut conn, "durin_connections_rejected_total") > 0);
 }
+
+/// Sends `request` on a new connection and returns everything the server
+/// sends until it closes or goes quiet for 500 ms.
+fn exchange(server: &Server, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(server.addr()).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeouts can be set");
+    stream.write_all(request).expect("the request is sent");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+const UPGRADE: &str = "GET /chat/r/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+    Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+
+#[test]
+fn handshakes_with_duplicated_headers_are_refused() {
+    let server = Server::start(2);
+    assert!(exchange(&server, format!("{UPGRADE}\r\n").as_bytes())
+        .starts_with("HTTP/1.1 101 Switching Protocols"));
+    for extra in [
+        "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n",
+        "Upgrade: h2c\r\n",
+        "Sec-WebSocket-Version: 8\r\n",
+    ] {
+        let answer = exchange(&server, format!("{UPGRADE}{extra}\r\n").as_bytes());
+        assert!(
+            answer.starts_with("HTTP/1.1 400 Bad Request"),
+            "with {extra:?}: {answer}"
+        );
+    }
+    let old_version = UPGRADE.replace("Version: 13", "Version: 8");
+    let answer = exchange(&server, format!("{old_version}\r\n").as_bytes());
+    assert!(
+        answer.starts_with("HTTP/1.1 426 Upgrade Required\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("Sec-WebSocket-Version: 13\r\n"), "{answer}");
+}
+
+#[test]
+fn unknown_methods_get_501_and_wrong_ones_405_with_allow() {
+    let server = Server::start(1);
+    let long = "G".repeat(5000);
+    for method in ["get", "Get", "BREW", long.as_str()] {
+        let answer = exchange(
+            &server,
+            format!("{method} /healthz HTTP/1.1\r\n\r\n").as_bytes(),
+        );
+        assert!(
+            answer.starts_with("HTTP/1.1 501 Not Implemented"),
+            "{}: {answer}",
+            &method[..method.len().min(10)]
+        );
+    }
+    for (request, allow) in [
+        ("POST /healthz", "GET, HEAD"),
+        ("DELETE /metrics", "GET, HEAD"),
+        ("PUT /counter/c/increment", "POST"),
+        ("POST /counter/c", "GET"),
+        ("PATCH /kv/o/keys/k", "GET, PUT, DELETE"),
+        ("POST /kv/o/list", "GET"),
+        ("GET /kv/o/transaction", "POST"),
+        ("PUT /ratelimit/k", "GET, POST"),
+    ] {
+        let answer = exchange(
+            &server,
+            format!("{request} HTTP/1.1\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+        );
+        assert!(
+            answer.starts_with("HTTP/1.1 405 Method Not Allowed"),
+            "{request}: {answer}"
+        );
+        assert!(
+            answer.contains(&format!("Allow: {allow}\r\n")),
+            "{request}: {answer}"
+        );
+    }
+    // HEAD is GET without the body.
+    let head = exchange(&server, b"HEAD /healthz HTTP/1.1\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(head.contains("Content-Length: 2\r\n"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "no body after a HEAD: {head:?}");
+}
+
+#[test]
+fn expect_100_continue_is_answered_before_the_body() {
+    let server = Server::start(1);
+    let mut stream = TcpStream::connect(server.addr()).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeouts can be set");
+    stream
+        .write_all(
+            b"PUT /kv/o/keys/k HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+        )
+        .expect("the head is sent");
+    let mut buf = [0u8; 1024];
+    let n = stream.read(&mut buf).expect("the interim answer arrives");
+    assert_eq!(&buf[..n], b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(b"hello").expect("the body is sent");
+    let n = stream.read(&mut buf).expect("the final answer arrives");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200 OK"));
+    // A body the server will not take is refused at once, not awaited.
+    let too_big = exchange(
+        &server,
+        b"PUT /kv/o/keys/k HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 99999999\r\n\r\n",
+    );
+    assert!(too_big.starts_with("HTTP/1.1 413"), "{too_big}");
+    assert!(!too_big.contains("100 Continue"), "{too_big}");
+    let unknown = exchange(
+        &server,
+        b"PUT /kv/o/keys/k HTTP/1.1\r\nExpect: tea\r\nContent-Length: 5\r\n\r\n",
+    );
+    assert!(
+        unknown.starts_with("HTTP/1.1 417 Expectation Failed"),
+        "{unknown}"
+    );
+}
+
+#[test]
+fn rpc_request_id_0_is_refused_as_malformed() {
+    use durin_proto::rpc::{self, status, ObjectRef, RequestHeader};
+    let server = Server::start(1);
+    let mut stream = crate::rpc::raw(&server);
+    let header = RequestHeader {
+        request_id: 0,
+        class: "counter".into(),
+        object: ObjectRef::Name(b"c".to_vec()),
+        method: "increment".into(),
+    };
+    let mut frame = Vec::new();
+    rpc::encode_request(&mut frame, &header, b"");
+    stream.write_all(&frame).expect("the frame is sent");
+    let answer = crate::rpc::read_to_close(&mut stream);
+    match rpc::decode_response(&answer, usize::MAX).expect("an error frame") {
+        rpc::Decoded::Frame { header, .. } => {
+            assert_eq!((header.request_id, header.status), (0, status::MALFORMED));
+            assert!(
+                header.message.contains("request ID 0"),
+                "{}",
+                header.message
+            );
+        }
+        rpc::Decoded::Incomplete => panic!("incomplete answer {answer:?}"),
+    }
+    // Nothing was incremented.
+    assert_eq!(server.connect().get("/counter/c").text(), "{\"value\": 0}");
+}
+
+#[test]
+fn ambiguous_or_overflowing_parameters_are_refused_by_name() {
+    let server = Server::start(1);
+    let mut conn = server.connect();
+    for (path, names) in [
+        ("/kv/o/list?start=a&start_after=b", "start_after"),
+        ("/kv/o/list?limit=1&limit=2", "`limit` given more than once"),
+        (
+            "/kv/o/list?prefix=a&prefix=b",
+            "`prefix` given more than once",
+        ),
+    ] {
+        let response = conn.get(path);
+        assert_eq!(response.status, 400, "{path}: {response}");
+        assert!(
+            response.text().contains(names),
+            "{path}: {}",
+            response.text()
+        );
+    }
+    for (body, name) in [
+        ("{\"in_ms\": 9223372036854775807}", "in_ms"),
+        ("{\"in_ms\": 18446744073709551615}", "in_ms"),
+        ("{\"at_ms\": 8640000000000001}", "at_ms"),
+    ] {
+        let response = conn.request("PUT", "/kv/o/alarm", &[], body.as_bytes());
+        assert_eq!(response.status, 400, "{body}: {response}");
+        assert!(
+            response.text().contains(name),
+            "{body}: {}",
+            response.text()
+        );
+    }
+    assert_eq!(conn.get("/kv/o/alarm").text(), "{\"at_ms\":null}");
+    let latest = conn.request("PUT", "/kv/o/alarm", &[], b"{\"at_ms\": 8640000000000000}");
+    assert_eq!(latest.status, 200, "{latest}");
+}

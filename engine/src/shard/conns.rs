@@ -270,12 +270,8 @@ impl Shard {
             conn.send_in_flight = true;
             return self.ring.push(entry);
         }
-        let paused = conn.kind != durin_net::ConnKind::WebSocket
-            && !conn.input.is_empty()
-            && !conn.closing
-            && !conn.dead
-            && conn.queued_bytes() < OUTPUT_BYTES_HIGH;
-        if paused {
+        if conn.paused_for_output && conn.queued_bytes() < OUTPUT_BYTES_HIGH {
+            conn.paused_for_output = false;
             // Requests already read waited for the peer to read; go on.
             let mut conn = self.conns.take(index, generation).expect("looked up above");
             self.process_input(index, &mut conn);

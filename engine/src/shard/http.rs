@@ -22,12 +22,20 @@ pub const OBJECT_NAME_BYTES_MAX: usize = 512;
 static CLIENT_JS: &[u8] = include_bytes!("../../static/durin.js");
 static CHAT_HTML: &[u8] = include_bytes!("../../static/chat.html");
 
+/// The interim answer to `Expect: 100-continue`: send the body.
+static CONTINUE_RESPONSE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
 /// Where a request goes.
 enum Target<'a> {
     Healthz,
     Metrics,
     NotFound,
     BadRequest(&'static str),
+    /// A built-in route asked with a method it does not take: 405 with
+    /// `Allow`.
+    MethodNotAllowed {
+        allow: &'static str,
+    },
     /// `POST /{class}/new`: a new unique ID.
     NewId,
     /// A file served from the binary.
@@ -73,7 +81,8 @@ fn write_handshake_error(conn: &mut Conn, e: ws::handshake::HandshakeError) {
     conn.input.clear();
 }
 
-fn write_text(out: &mut Vec<u8>, status: u16, body: &[u8], keep_alive: bool) {
+/// Appends a plain-text response; returns the length of its body.
+fn write_text(out: &mut Vec<u8>, status: u16, body: &[u8], keep_alive: bool) -> usize {
     let head = ResponseHead {
         status,
         content_type: Some("text/plain; charset=utf-8"),
@@ -81,6 +90,7 @@ fn write_text(out: &mut Vec<u8>, status: u16, body: &[u8], keep_alive: bool) {
         keep_alive,
     };
     write_response(out, &head, body);
+    body.len()
 }
 
 impl Shard {
@@ -103,6 +113,17 @@ impl Shard {
             let req = match parsed {
                 Ok(Parsed::Complete(req)) => req,
                 Ok(Parsed::Partial) => break,
+                Ok(Parsed::AwaitingBody {
+                    head_len,
+                    expect_continue,
+                }) => {
+                    // Asked once: when the head has arrived and nothing of
+                    // the body yet (a client that did not wait sent some).
+                    if expect_continue && input.len() - consumed == head_len {
+                        conn.output().extend_from_slice(CONTINUE_RESPONSE);
+                    }
+                    break;
+                }
                 Err(e) => {
                     log::debug!("shard {}: bad request: {e}", self.index);
                     metrics::add(&self.metrics.bad_requests_total, 1);
@@ -186,13 +207,17 @@ impl Shard {
                         conn.close_after_reply = !keep_alive;
                     }
                 }
-                other => self.write_builtin(other, conn.output(), keep_alive),
+                other => self.write_builtin(other, req.method, conn.output(), keep_alive),
             }
             consumed += len;
             if !keep_alive && !conn.awaiting_reply {
                 conn.closing = true;
             }
         }
+        conn.paused_for_output = consumed < input.len()
+            && conn.queued_bytes() >= super::conns::OUTPUT_BYTES_HIGH
+            && !conn.closing
+            && !conn.dead;
         conn.input = input;
         conn.input.drain(..consumed.min(conn.input.len()));
         self.update_deadline(index, conn);
@@ -231,6 +256,18 @@ impl Shard {
     /// `/{class}/{name}[/rest]`, where the name may be `id:{32 hex digits}`
     /// to address an object by ID (names starting with `id:` are taken).
     fn target<'a>(&mut self, method: &str, path: &'a str, query: Option<&str>) -> Target<'a> {
+        let target = self.route(method, path, query);
+        let builtin = matches!(
+            target,
+            Target::Healthz | Target::Metrics | Target::Static { .. }
+        );
+        if builtin && !matches!(method, "GET" | "HEAD") {
+            return Target::MethodNotAllowed { allow: "GET, HEAD" };
+        }
+        target
+    }
+
+    fn route<'a>(&mut self, method: &str, path: &'a str, query: Option<&str>) -> Target<'a> {
         match path {
             "/healthz" => return Target::Healthz,
             "/metrics" => return Target::Metrics,
@@ -298,13 +335,37 @@ impl Shard {
         Target::Object { class, id, rest }
     }
 
-    fn write_builtin(&mut self, target: Target<'_>, out: &mut Vec<u8>, keep_alive: bool) {
-        match target {
+    /// Writes a built-in route's response; the answer to `HEAD` is the
+    /// head of the answer to `GET`.
+    fn write_builtin(
+        &mut self,
+        target: Target<'_>,
+        method: &str,
+        out: &mut Vec<u8>,
+        keep_alive: bool,
+    ) {
+        let start = out.len();
+        let body_bytes = self.write_builtin_response(target, out, keep_alive);
+        if method == "HEAD" {
+            debug_assert!(out.len() - start >= body_bytes);
+            out.truncate(out.len() - body_bytes);
+        }
+    }
+
+    /// Returns the length of the body it wrote (it ends the output).
+    fn write_builtin_response(
+        &mut self,
+        target: Target<'_>,
+        out: &mut Vec<u8>,
+        keep_alive: bool,
+    ) -> usize {
+        let before = out.len();
+        let body_bytes = match target {
             Target::Healthz => write_text(out, 200, b"ok", keep_alive),
             Target::Metrics => {
                 let mut text = String::new();
                 ShardMetrics::render(&self.all_metrics, &mut text);
-                write_text(out, 200, text.as_bytes(), keep_alive);
+                write_text(out, 200, text.as_bytes(), keep_alive)
             }
             Target::NotFound => write_text(out, 404, b"Not found", keep_alive),
             Target::NewId => {
@@ -316,10 +377,23 @@ impl Shard {
                     keep_alive,
                 };
                 write_response(out, &head, body.as_bytes());
+                body.len()
             }
             Target::BadRequest(why) => {
                 metrics::add(&self.metrics.bad_requests_total, 1);
-                write_text(out, 400, why.as_bytes(), keep_alive);
+                write_text(out, 400, why.as_bytes(), keep_alive)
+            }
+            Target::MethodNotAllowed { allow } => {
+                let body = b"Method not allowed";
+                let allow_line = format!("Allow: {allow}\r\n");
+                let head = ResponseHead {
+                    status: 405,
+                    content_type: Some("text/plain; charset=utf-8"),
+                    header_lines: allow_line.as_bytes(),
+                    keep_alive,
+                };
+                write_response(out, &head, body);
+                body.len()
             }
             Target::Static { body, content_type } => {
                 let head = ResponseHead {
@@ -329,9 +403,12 @@ impl Shard {
                     keep_alive,
                 };
                 write_response(out, &head, body);
+                body.len()
             }
             Target::Object { .. } => unreachable!("objects are served by run_object"),
-        }
+        };
+        debug_assert!(out.len() - before >= body_bytes);
+        body_bytes
     }
 
     /// Runs the object's handler into `self.res`; returns the sequence
@@ -419,7 +496,7 @@ impl Shard {
                         self.write_object_response(&mut reply, req.keep_alive);
                     }
                 }
-                other => self.write_builtin(other, &mut reply, req.keep_alive),
+                other => self.write_builtin(other, req.method, &mut reply, req.keep_alive),
             },
             // The origin parsed this exact request before forwarding it.
             _ => unreachable!("a forwarded request is a complete, valid request"),

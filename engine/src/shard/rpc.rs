@@ -75,15 +75,17 @@ impl Shard {
                 Err(e) => {
                     metrics::add(&self.metrics.bad_requests_total, 1);
                     log::debug!("shard {}: bad rpc frame: {e}", self.index);
-                    if let ProtoError::FrameTooLarge { .. } = e {
-                        // Say why before closing: the client can act on it.
-                        let header = ResponseHeader {
-                            request_id: 0,
-                            status: status::FRAME_TOO_LARGE,
-                            message: e.to_string(),
-                        };
-                        encode_response(conn.output(), &header, b"");
-                    }
+                    // Say why before closing: the client can act on it.
+                    let status = match e {
+                        ProtoError::FrameTooLarge { .. } => status::FRAME_TOO_LARGE,
+                        _ => status::MALFORMED,
+                    };
+                    let header = ResponseHeader {
+                        request_id: 0,
+                        status,
+                        message: e.to_string(),
+                    };
+                    encode_response(conn.output(), &header, b"");
                     // A frame that cannot be read leaves the stream out of
                     // step: nothing after it can be trusted.
                     conn.closing = true;
@@ -91,6 +93,10 @@ impl Shard {
                 }
             }
         }
+        conn.paused_for_output = consumed < input.len()
+            && conn.queued_bytes() >= super::conns::OUTPUT_BYTES_HIGH
+            && !conn.closing
+            && !conn.dead;
         conn.input = input;
         conn.input.drain(..consumed.min(conn.input.len()));
         self.update_deadline(index, conn);
