@@ -20,6 +20,10 @@ pub enum Error {
     CommitFailed { seq: u64, reason: String },
     /// The applier thread is gone.
     ApplierGone,
+    /// A log segment holds a record whose checksum is valid but whose
+    /// contents do not parse: the log is damaged, and the server does not
+    /// start on it rather than guess what it held.
+    CorruptLog { path: PathBuf, reason: String },
 }
 
 impl fmt::Display for Error {
@@ -34,6 +38,9 @@ impl fmt::Display for Error {
                 write!(f, "commit of group {seq} failed: {reason}")
             }
             Error::ApplierGone => write!(f, "the applier thread stopped"),
+            Error::CorruptLog { path, reason } => {
+                write!(f, "damaged log segment {}: {reason}", path.display())
+            }
         }
     }
 }
