@@ -106,6 +106,26 @@ pub(crate) fn encode_group(buf: &mut Vec<u8>, seq: u64, writes: &[GroupWrite]) {
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// [`encode_group`] for tests and fuzzing outside the crate: appends the
+/// record of group `seq` holding `writes` (partition, key, value or
+/// `None` for a delete).
+#[doc(hidden)]
+pub fn encode_group_for_tests(
+    buf: &mut Vec<u8>,
+    seq: u64,
+    writes: &[(u32, Vec<u8>, Option<Vec<u8>>)],
+) {
+    let writes: Vec<GroupWrite> = writes
+        .iter()
+        .map(|(partition, key, value)| GroupWrite {
+            partition: *partition,
+            key: key.as_slice().into(),
+            value: value.as_deref().map(Into::into),
+        })
+        .collect();
+    encode_group(buf, seq, &writes);
+}
+
 /// One write read back from the log.
 pub struct Replayed<'a> {
     pub seq: u64,
