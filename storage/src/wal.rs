@@ -158,10 +158,7 @@ impl std::fmt::Display for Corrupt {
 /// Calls `apply` for every write of every intact record of `bytes`, in
 /// order, and returns the number of records. A record is checked whole
 /// before any of its writes is applied, so a corrupt one applies nothing.
-pub fn replay_segment(
-    bytes: &[u8],
-    mut apply: impl FnMut(Replayed<'_>),
-) -> Result<u64, Corrupt> {
+pub fn replay_segment(bytes: &[u8], mut apply: impl FnMut(Replayed<'_>)) -> Result<u64, Corrupt> {
     let mut at = 0usize;
     let mut records = 0;
     while let Some(header) = bytes.get(at..at + HEADER_BYTES) {
