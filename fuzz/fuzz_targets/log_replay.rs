@@ -5,7 +5,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use durin_storage::wal::{encode_group_for_tests, replay_segment};
+use durin_storage::wal::{encode_group_for_tests, replay_segment, TestWrite};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -22,7 +22,7 @@ fuzz_target!(|input: Input| {
     let mut expected = Vec::new();
     for (i, group) in input.groups.iter().enumerate() {
         let seq = i as u64 + 1;
-        let writes: Vec<(u32, Vec<u8>, Option<Vec<u8>>)> = group
+        let writes: Vec<TestWrite> = group
             .iter()
             .map(|(p, k, v)| (u32::from(*p), k.clone(), v.clone()))
             .collect();

@@ -106,15 +106,14 @@ pub(crate) fn encode_group(buf: &mut Vec<u8>, seq: u64, writes: &[GroupWrite]) {
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// [`encode_group`] for tests and fuzzing outside the crate: appends the
-/// record of group `seq` holding `writes` (partition, key, value or
-/// `None` for a delete).
+/// A write as tests build it: partition, key, and value (`None`: delete).
 #[doc(hidden)]
-pub fn encode_group_for_tests(
-    buf: &mut Vec<u8>,
-    seq: u64,
-    writes: &[(u32, Vec<u8>, Option<Vec<u8>>)],
-) {
+pub type TestWrite = (u32, Vec<u8>, Option<Vec<u8>>);
+
+/// [`encode_group`] for tests and fuzzing outside the crate: appends the
+/// record of group `seq` holding `writes`.
+#[doc(hidden)]
+pub fn encode_group_for_tests(buf: &mut Vec<u8>, seq: u64, writes: &[TestWrite]) {
     let writes: Vec<GroupWrite> = writes
         .iter()
         .map(|(partition, key, value)| GroupWrite {
