@@ -346,6 +346,13 @@ impl Shard {
             conn.release_idle_buffers(!has_ring);
             return Ok(());
         }
+        if conn.closing && !conn.is_drained() && conn.deadline_ms == 0 {
+            // A closing connection's last answer must be taken within the
+            // idle timeout; a peer that never reads would otherwise keep
+            // the connection, and what is queued for it, forever.
+            let deadline = self.mono_ms + self.server.idle_timeout_ms;
+            arm_deadline(&mut self.timers, conn, index, deadline, false);
+        }
         let wants_input = !conn.recv_in_flight
             && !conn.closing
             && !conn.awaiting_reply
@@ -370,15 +377,22 @@ impl Shard {
         };
         conn.dead = true;
         if conn.has_io_in_flight() {
-            if conn.recv_in_flight {
-                let recv_kind = match conn.kind {
-                    durin_net::ConnKind::WebSocket => kind::WS_RECV,
-                    _ => kind::RECV,
-                };
-                let recv = Token::new(recv_kind, conn.generation, index).0;
-                let cancel = opcode::AsyncCancel::new(recv)
+            let recv_kind = match conn.kind {
+                durin_net::ConnKind::WebSocket => kind::WS_RECV,
+                _ => kind::RECV,
+            };
+            // A send waits in the kernel for as long as the peer does not
+            // read: it is cancelled too, or the connection never closes.
+            let in_flight = [
+                (conn.recv_in_flight, recv_kind),
+                (conn.send_in_flight, kind::SEND),
+            ];
+            let generation = conn.generation;
+            for (_, op_kind) in in_flight.into_iter().filter(|(busy, _)| *busy) {
+                let op = Token::new(op_kind, generation, index).0;
+                let cancel = opcode::AsyncCancel::new(op)
                     .build()
-                    .user_data(Token::new(kind::CANCEL, conn.generation, index).0);
+                    .user_data(Token::new(kind::CANCEL, generation, index).0);
                 self.ring.push(cancel)?;
             }
             return Ok(());
@@ -429,6 +443,8 @@ impl Shard {
             metrics::add(&self.metrics.bad_requests_total, 1);
             super::http::write_error(conn, 408, "request header timeout");
         } else {
+            // Idle, or not reading what it is sent, or closing and its
+            // peer did not take the last answer in time.
             conn.dead = true;
         }
         self.dirty.push(index);

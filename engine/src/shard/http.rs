@@ -241,6 +241,12 @@ impl Shard {
         let partial = !conn.input.is_empty() || conn.kind == durin_net::ConnKind::RpcHello;
         if waiting || conn.closing || conn.dead {
             arm_deadline(&mut self.timers, conn, index, 0, false);
+        } else if conn.paused_for_output {
+            // Whole requests wait for the peer to read what it was sent:
+            // it has the idle timeout to make progress, renewed each time
+            // a send completes and serving goes on.
+            let deadline = self.mono_ms + self.server.idle_timeout_ms;
+            arm_deadline(&mut self.timers, conn, index, deadline, false);
         } else if partial {
             if !conn.deadline_is_header || conn.deadline_ms == 0 {
                 let deadline = self.mono_ms + self.server.header_timeout_ms;
