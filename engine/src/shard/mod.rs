@@ -49,6 +49,7 @@ mod calls;
 mod conns;
 mod http;
 pub mod objects;
+mod routing;
 mod rpc;
 mod stop;
 mod websocket;
