@@ -8,6 +8,7 @@ use durin_net::{ws, Conn, Token};
 
 use super::calls::{Delivery, ReplyTarget};
 use super::conns::arm_deadline;
+use super::routing::OBJECT_NAME_BYTES_MAX;
 use super::Shard;
 use crate::mesh::MeshMsg;
 use crate::metrics::{self, ShardMetrics};
@@ -15,8 +16,6 @@ use crate::object;
 use crate::object::websocket::Upgrade;
 use crate::ObjectId;
 
-/// Longest object name, after percent-decoding.
-pub const OBJECT_NAME_BYTES_MAX: usize = 512;
 
 /// The browser client and the demo chat page.
 static CLIENT_JS: &[u8] = include_bytes!("../../static/durin.js");

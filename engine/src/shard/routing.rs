@@ -3,9 +3,12 @@
 
 use durin_proto::rpc::{status, ObjectRef, RequestHeader};
 
-use super::http::OBJECT_NAME_BYTES_MAX;
 use super::Shard;
 use crate::ObjectId;
+
+/// Longest object name, after percent-decoding (HTTP paths, RPC requests
+/// and calls alike).
+pub const OBJECT_NAME_BYTES_MAX: usize = 512;
 
 /// Where an RPC request or a call goes.
 pub(super) enum Route {
