@@ -215,6 +215,12 @@ fn running_out_of_descriptors_pauses_accepting_instead_of_spinning() {
     let pid = server.pid();
     let mut kept = server.connect();
     assert_eq!(kept.get("/healthz").status, 200);
+    // The log creates its next segment ahead of need, at start; that file
+    // is storage's, which the descriptors kept free per shard are for.
+    let wal = server.data_dir().join("wal");
+    assert!(crate::harness::eventually(Duration::from_secs(10), || {
+        std::fs::read_dir(&wal).is_ok_and(|d| d.count() >= 2)
+    }));
     // Something else takes the process's descriptors: its soft limit drops
     // to its lowest free descriptor. An accept armed earlier still works
     // under the old limit, so a storm of connections (queued while the

@@ -514,9 +514,14 @@ impl Shard {
         self.mesh.drain_into(&mut inbound);
         for msg in inbound.drain(..) {
             match msg {
-                MeshMsg::HttpRequest { from, token, bytes } => {
-                    self.serve_forwarded(from, token, bytes)
-                }
+                MeshMsg::HttpRequest {
+                    from,
+                    token,
+                    class,
+                    id,
+                    rest_bytes,
+                    bytes,
+                } => self.serve_forwarded(from, token, (class, id, rest_bytes), bytes),
                 MeshMsg::HttpReply { token, bytes } => self.on_reply(token, bytes),
                 MeshMsg::RpcRequest { from, token, bytes } => {
                     self.serve_forwarded_rpc(from, token, bytes)
