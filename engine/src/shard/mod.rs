@@ -48,6 +48,7 @@ mod alarms;
 mod calls;
 mod conns;
 mod http;
+mod io;
 pub mod objects;
 mod routing;
 mod rpc;
@@ -63,7 +64,6 @@ use durin_net::http::Limits;
 use durin_net::ring::Completion;
 use durin_net::Ring;
 use durin_storage::{Layout, Seq, ShardStore, StoreOptions, WalProgress, WalWrite};
-use io_uring::{opcode, types};
 
 use crate::config::ServerConfig;
 use crate::mesh::{Mesh, MeshMsg, ShardWaker};
@@ -386,22 +386,23 @@ impl Shard {
     /// Arms a multishot accept on listener `listener` (0: HTTP, 1: the
     /// shared RPC port, 2: this shard's RPC port).
     fn arm_accept(&mut self, listener: u32) -> std::io::Result<()> {
-        let entry =
-            opcode::AcceptMulti::new(types::Fd(self.listeners[listener as usize].as_raw_fd()))
-                .flags(libc::SOCK_CLOEXEC)
-                .build()
-                .user_data(durin_net::Token::new(kind::ACCEPT, 0, listener).0);
+        let fd = self.listeners[listener as usize].as_raw_fd();
         self.accept_armed[listener as usize] = true;
-        self.ring.push(entry)
+        // SAFETY: an accept points at no buffer.
+        unsafe { self.submit(io::Op::Accept { fd, listener }) }
     }
 
     fn arm_wake(&mut self) -> std::io::Result<()> {
         let fd = self.waker.eventfd().raw();
         let buf: *mut u64 = &mut *self.wake_buf;
-        let entry = opcode::Read::new(types::Fd(fd), buf.cast::<u8>(), 8)
-            .build()
-            .user_data(durin_net::Token::new(kind::WAKE, 0, 0).0);
-        self.ring.push(entry)
+        // SAFETY: `wake_buf` is boxed, so its address is stable, and it
+        // lives as long as the shard; only this read writes it.
+        unsafe {
+            self.submit(io::Op::ReadWake {
+                fd,
+                buf: buf.cast::<u8>(),
+            })
+        }
     }
 
     fn tick_clock(&mut self) {
@@ -554,19 +555,16 @@ impl Shard {
     /// carry the group's sequence number (its low 32 bits), since several
     /// groups may be in flight.
     fn submit_wal(&mut self, write: WalWrite) -> std::io::Result<()> {
-        let fd = types::Fd(write.fd);
-        let group = write.seq as u32;
-        let entry = opcode::Write::new(fd, write.ptr, write.len)
-            .offset(write.offset)
-            .build()
-            .flags(io_uring::squeue::Flags::IO_LINK)
-            .user_data(durin_net::Token::new(kind::WAL_WRITE, 0, group).0);
-        self.ring.push(entry)?;
-        let sync = opcode::Fsync::new(fd)
-            .flags(types::FsyncFlags::DATASYNC)
-            .build()
-            .user_data(durin_net::Token::new(kind::WAL_SYNC, 0, group).0);
-        self.ring.push(sync)
+        let op = io::Op::LogWrite {
+            fd: write.fd,
+            ptr: write.ptr,
+            len: write.len,
+            offset: write.offset,
+            group: write.seq as u32,
+        };
+        // SAFETY: the store keeps a group's record buffer, and its segment
+        // open, until it is told of the write's and the sync's completions.
+        unsafe { self.submit(op) }
     }
 
     /// A group became durable: releases the output that waited for it.
