@@ -28,6 +28,26 @@
 //! The loop blocks in `io_uring_enter` until a completion, the next timer,
 //! or a wake-up through the shard's eventfd (from a peer shard or the
 //! applier) ends the wait.
+//!
+//! # One turn of the loop ([`Shard::run_loop`])
+//!
+//! 1. Read the clock (monotonic for timers, wall for objects).
+//! 2. Handle every completion the ring has: accepts, receives (HTTP, RPC
+//!    and WebSocket input is parsed and served here), sends, the log's
+//!    writes and syncs (a durable group releases the output it held).
+//! 3. Drain the mesh: requests other shards forwarded, replies to ours,
+//!    calls between objects, connections handed over; then the work this
+//!    shard queued for its own objects.
+//! 4. Take the applier's answers (applied groups leave the overlay).
+//! 5. Fire due timers: connection deadlines, the idle-object sweep, alarms,
+//!    overdue calls, accepts paused for want of descriptors.
+//! 6. Close the turn's writes into a group and submit its log record.
+//! 7. Service every connection touched this turn: write the sendable
+//!    output, close or re-arm it ([`conns`]).
+//! 8. Wake the peers this turn sent to, publish metrics, and wait.
+//!
+//! Every operation for the kernel is an [`io::Op`], submitted in one place
+//! ([`io`]); the parts decide what to do and return what happened.
 
 /// What an event runs with, borrowed field by field so that the object
 /// table can be borrowed beside it.
