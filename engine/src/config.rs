@@ -14,6 +14,7 @@
 //! call_timeout_ms = 30000          # a call between objects unanswered this long fails
 //! shutdown_timeout_ms = 10000      # on SIGTERM, connections get this long to finish
 //! wal_groups_in_flight = 2         # log groups each shard writes and syncs at once (1-8)
+//! disk_free_bytes_min = 33554432   # a start needs this much free beyond the log to replay (0: no check)
 //!
 //! [classes.ratelimit]              # per-class settings
 //! limit = 100
@@ -60,6 +61,12 @@ pub const ROUTES_MAX: usize = 256;
 /// The most connections a shard can be configured to hold.
 pub const CONNECTIONS_MAX_LIMIT: usize = 1 << 20;
 
+/// Free space a start needs beyond the log to replay: two memtables'
+/// worth (16 MiB each), so the first flushes after the start have room.
+pub const DISK_FREE_BYTES_MIN_DEFAULT: u64 = 32 << 20;
+/// The most free space a start can be configured to ask for.
+pub const DISK_FREE_BYTES_MIN_LIMIT: u64 = 1 << 40;
+
 /// Server-wide settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -90,6 +97,11 @@ pub struct ServerConfig {
     /// with 2, the next group's sync starts while the previous one is
     /// still running. Writes are acknowledged in order either way.
     pub wal_groups_in_flight: usize,
+    /// Free space the data directory's filesystem must have at start,
+    /// beyond the log left to replay; with less the server refuses to
+    /// start and says the disk is full (exit status 75). 0 turns the check
+    /// off.
+    pub disk_free_bytes_min: u64,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +119,7 @@ impl Default for ServerConfig {
             call_timeout_ms: 30_000,
             shutdown_timeout_ms: 10_000,
             wal_groups_in_flight: 2,
+            disk_free_bytes_min: DISK_FREE_BYTES_MIN_DEFAULT,
         }
     }
 }
@@ -249,6 +262,10 @@ impl Config {
         check(
             (1..=durin_storage::WAL_GROUPS_IN_FLIGHT_MAX).contains(&s.wal_groups_in_flight),
             "server.wal_groups_in_flight must be between 1 and 8",
+        )?;
+        check(
+            s.disk_free_bytes_min <= DISK_FREE_BYTES_MIN_LIMIT,
+            "server.disk_free_bytes_min must be at most 1099511627776",
         )?;
         let routes = self.routes();
         check(

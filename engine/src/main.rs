@@ -14,6 +14,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Exit code for invalid flags or configuration, as clap uses.
 const EXIT_USAGE: u8 = 2;
+/// Exit code when the disk of the data directory is too full to start:
+/// sysexits' `EX_TEMPFAIL`, because the same start succeeds once space is
+/// freed. (A shard that fails while serving exits with
+/// [`durin::server::EXIT_SHARD_STOPPED`], 70.)
+const EXIT_DISK_FULL: u8 = 75;
 
 #[derive(Parser)]
 #[command(
@@ -270,6 +275,10 @@ fn serve(args: ServeArgs) -> ExitCode {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
+        Err(durin::server::ServerError::Storage(e)) if e.is_disk_full() => {
+            eprintln!("error: {}", disk_full_text(&args.data_dir, &e));
+            return ExitCode::from(EXIT_DISK_FULL);
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
@@ -290,6 +299,20 @@ fn serve(args: ServeArgs) -> ExitCode {
     running.stop();
     running.wait();
     ExitCode::SUCCESS
+}
+
+/// The one line a start on a full disk prints: the check's own message,
+/// or, when a write failed with `ENOSPC` part way through the start, what
+/// failed after a plain statement of why.
+fn disk_full_text(data_dir: &std::path::Path, e: &durin_storage::Error) -> String {
+    match e {
+        durin_storage::Error::DiskFull { .. } => e.to_string(),
+        other => format!(
+            "the disk is full: the filesystem of {} ran out of space while starting ({other}); \
+             free space or enlarge it, then start again",
+            data_dir.display()
+        ),
+    }
 }
 
 fn main() -> ExitCode {

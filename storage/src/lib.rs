@@ -30,6 +30,7 @@
 mod applier;
 mod error;
 mod layout;
+pub mod space;
 mod store;
 pub mod wal;
 

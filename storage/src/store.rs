@@ -32,11 +32,20 @@ pub(crate) fn open_partition(
     // groups durable. fjall's journals are bounded tightly, because at
     // start fjall replays every journal whose memtable was not flushed:
     // with the default 512 MiB, opening ten million keys took 18 s here.
+    //
+    // Journal values are not compressed. A journal write that ENOSPC cut
+    // short leaves an entry whose header is on disk and whose value is the
+    // zeros of the journal's preallocated (sparse) tail; fjall drops such
+    // a torn tail at the next open either way, but an LZ4 value made of
+    // zeros first logs "LZ4 decompression failed: 0 is not a valid match
+    // offset" at error level, which read as corruption when a full disk
+    // was the whole story. Values stay LZ4-compressed in fjall's tables.
     Ok(fjall::Database::builder(layout.partition_dir(partition))
         .worker_threads(worker_threads.max(1))
         .cache_size(cache_bytes)
         .manual_journal_persist(true)
         .max_journaling_size(JOURNAL_BYTES_MAX)
+        .journal_compression(fjall::CompressionType::None)
         .open()?)
 }
 
@@ -756,14 +765,12 @@ impl ShardStore {
         Ok(WalProgress::Durable)
     }
 
-    fn failed(&self, seq: Seq, result: i32, what: &str) -> Error {
-        Error::CommitFailed {
+    fn failed(&self, seq: Seq, result: i32, what: &'static str) -> Error {
+        Error::Log {
             seq,
-            reason: format!(
-                "{what} of {}: {}",
-                self.wal_path.display(),
-                std::io::Error::from_raw_os_error(-result)
-            ),
+            what,
+            path: self.wal_path.clone(),
+            source: std::io::Error::from_raw_os_error(-result),
         }
     }
 

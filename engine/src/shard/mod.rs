@@ -242,9 +242,32 @@ pub fn run(setup: ShardSetup, ready: impl FnOnce(Result<(), String>)) {
         // objects; durin stops rather than serve part of the key space or
         // acknowledge writes it could not persist.
         eprintln!("durin: shard {} stopped: {e}", shard.index);
-        std::process::exit(70);
+        std::process::exit(crate::server::EXIT_SHARD_STOPPED);
     }
     log::info!("shard {} stopped", shard.index);
+}
+
+/// Why the loop stopped, for the one line printed before the process
+/// exits. The log's completions carry the store's error inside an
+/// `io::Error`.
+fn describe_loop_failure(e: &std::io::Error) -> String {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<durin_storage::Error>())
+    {
+        Some(storage) => describe_storage_failure(storage),
+        None => format!("ring: {e}"),
+    }
+}
+
+/// A full disk is said plainly: it is the one storage failure an operator
+/// fixes without looking further.
+fn describe_storage_failure(e: &durin_storage::Error) -> String {
+    if e.is_disk_full() {
+        format!("storage: the disk is full: {e}")
+    } else {
+        format!("storage: {e}")
+    }
 }
 
 fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
@@ -404,13 +427,13 @@ impl Shard {
             self.ring.drain_completions(&mut completions);
             for completion in completions.drain(..) {
                 self.on_completion(completion)
-                    .map_err(|e| format!("ring: {e}"))?;
+                    .map_err(|e| describe_loop_failure(&e))?;
             }
             self.completions = completions;
             self.drain_mesh();
             self.store
                 .poll_applier()
-                .map_err(|e| format!("storage: {e}"))?;
+                .map_err(|e| describe_storage_failure(&e))?;
             self.fire_timers();
             if let Some(write) = self.store.flush() {
                 self.submit_wal(write).map_err(|e| format!("ring: {e}"))?;
