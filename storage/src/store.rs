@@ -232,11 +232,21 @@ pub struct StoreStats {
     pub apply_ns_total: u64,
 }
 
+/// Memory fjall holds for a shard (see [`ShardStore::memory`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StoreMemory {
+    pub memtable_bytes: u64,
+    pub cache_bytes: u64,
+}
+
 /// One shard's storage. It lives on its shard's thread; only the applier
 /// thread beside it touches the databases' write path.
 pub struct ShardStore {
     layout: Layout,
     keyspaces: Vec<Option<fjall::Keyspace>>,
+    /// The databases of the partitions this shard owns, for their memory
+    /// figures (the applier holds its own handles for writing).
+    databases: Vec<fjall::Database>,
     overlay: Overlay,
     open: Vec<GroupWrite>,
     open_seq: Seq,
@@ -321,6 +331,7 @@ impl ShardStore {
         let wal_file = wal::create_segment(&wal_path, options.wal_segment_bytes)?;
         let (task_tx, task_rx) = crossbeam_channel::unbounded();
         let (answer_tx, answer_rx) = crossbeam_channel::unbounded();
+        let owned_databases = databases.iter().flatten().cloned().collect();
         let applier = Applier {
             keyspaces: keyspaces.clone(),
             databases,
@@ -339,6 +350,7 @@ impl ShardStore {
         let store = ShardStore {
             layout: layout.clone(),
             keyspaces,
+            databases: owned_databases,
             overlay: Overlay::default(),
             open: Vec::new(),
             open_seq: 1,
@@ -637,6 +649,17 @@ impl ShardStore {
     /// Counters for metrics.
     pub fn stats(&self) -> StoreStats {
         self.stats
+    }
+
+    /// What fjall holds in memory for this shard's partitions: memtables
+    /// (active and sealed, not yet flushed) and the block caches.
+    pub fn memory(&self) -> StoreMemory {
+        self.databases
+            .iter()
+            .fold(StoreMemory::default(), |sum, db| StoreMemory {
+                memtable_bytes: sum.memtable_bytes + db.write_buffer_size(),
+                cache_bytes: sum.cache_bytes + db.cache_size(),
+            })
     }
 
     /// Starts making the open group durable, unless as many groups as

@@ -597,6 +597,11 @@ impl Shard {
                             .sweep(&self.registry, self.wall_ms, durable, &self.sockets);
                     metrics::add(&self.metrics.objects_evicted_total, swept.evicted);
                     metrics::add(&self.metrics.objects_hibernated_total, swept.hibernated);
+                    // fjall's figures are sums over its structures: read
+                    // them at the sweep's pace, not every loop turn.
+                    let memory = self.store.memory();
+                    metrics::set(&self.metrics.storage_memtable_bytes, memory.memtable_bytes);
+                    metrics::set(&self.metrics.storage_cache_bytes, memory.cache_bytes);
                     self.timers
                         .insert(self.mono_ms + SWEEP_INTERVAL_MS, Timer::Sweep);
                 }
@@ -634,6 +639,7 @@ impl Shard {
         );
         metrics::set(&m.storage_apply_ns_total, stats.apply_ns_total);
         metrics::set(&m.objects_live, self.objects.len() as u64);
+        metrics::set(&m.objects_capacity, self.objects.capacity() as u64);
         metrics::set(&m.connections_open, self.conns.open() as u64);
         metrics::set(&m.websockets_open, self.sockets.len() as u64);
     }
