@@ -11,7 +11,8 @@
 # Environment: DURIN_BIN and LOADGEN_BIN (default: the release builds, built
 # first), IDLE_MS (the counters' idle timeout, default 10000), CONFIG_EXTRA
 # (more `[server]` lines, e.g. to try other memory settings), SAMPLE_SECS (2),
-# PLATEAU_SECS (30), MAX_SECS (300).
+# PLATEAU_SECS (45: longer than the default storage_idle_flush_ms), MAX_SECS
+# (300).
 #
 # Output: one line per sample, `seconds rss_mib objects_live evicted_total
 # table_slots memtable_mib cache_mib` (the last three from /metrics, summed
@@ -23,7 +24,7 @@ cd "$(dirname "$0")/.."
 objects=${1:-1000000}
 idle_ms=${IDLE_MS:-10000}
 sample_secs=${SAMPLE_SECS:-2}
-plateau_secs=${PLATEAU_SECS:-30}
+plateau_secs=${PLATEAU_SECS:-45}
 max_secs=${MAX_SECS:-300}
 if [ -z "${DURIN_BIN:-}" ] || [ -z "${LOADGEN_BIN:-}" ]; then
     cargo build --release -q -p durin -p loadgen

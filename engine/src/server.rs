@@ -192,8 +192,13 @@ impl ServerBuilder {
         // would fail part way, after fjall logged errors of its own.
         durin_storage::space::check_room_to_start(&layout, config.server.disk_free_bytes_min)
             .map_err(ServerError::Storage)?;
+        let server = &config.server;
         let mut store_options = StoreOptions {
-            wal_groups_in_flight: config.server.wal_groups_in_flight,
+            wal_groups_in_flight: server.wal_groups_in_flight,
+            cache_bytes_per_partition: server.storage_cache_bytes_per_partition,
+            memtable_bytes_per_partition: server.storage_memtable_bytes_per_partition,
+            idle_flush_ms: (server.storage_idle_flush_ms > 0)
+                .then_some(server.storage_idle_flush_ms),
             ..StoreOptions::default()
         };
         let opening = std::time::Instant::now();

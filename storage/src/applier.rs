@@ -62,20 +62,38 @@ pub(crate) struct Applier {
     pub answers: Sender<Answer>,
     pub waker: Waker,
     pub segment_bytes: u64,
+    /// How long without a group to apply before the memtables are flushed.
+    pub idle_flush: Option<std::time::Duration>,
 }
 
 impl Applier {
     /// Runs until the shard drops its end of the channel.
     pub fn run(self) {
         let mut next = None;
+        // Whether groups were applied since the memtables were last
+        // flushed for idleness.
+        let mut applied_since_flush = false;
         loop {
             let task = match next.take() {
                 Some(task) => task,
-                None => match self.tasks.recv() {
-                    Ok(task) => task,
-                    Err(_) => return,
+                None => match self.next_task(applied_since_flush) {
+                    Ok(Some(task)) => task,
+                    Ok(None) => {
+                        applied_since_flush = false;
+                        if let Err(e) = self.flush_memtables() {
+                            if self.answers.send(Answer::Failed(e)).is_err() {
+                                return;
+                            }
+                            (self.waker)();
+                        }
+                        continue;
+                    }
+                    Err(()) => return,
                 },
             };
+            if matches!(task, Task::Apply(_)) {
+                applied_since_flush = true;
+            }
             let answers = match task {
                 Task::Apply(group) => {
                     // Groups that queued up meanwhile go into the same
@@ -122,6 +140,34 @@ impl Applier {
             }
             (self.waker)();
         }
+    }
+
+    /// The next task; `Ok(None)` once the applier has been idle for
+    /// `idle_flush` with writes in the memtables; `Err` once the shard is
+    /// gone.
+    fn next_task(&self, applied_since_flush: bool) -> Result<Option<Task>, ()> {
+        match self.idle_flush {
+            Some(idle) if applied_since_flush => match self.tasks.recv_timeout(idle) {
+                Ok(task) => Ok(Some(task)),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => Ok(None),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(()),
+            },
+            _ => self.tasks.recv().map(Some).map_err(|_| ()),
+        }
+    }
+
+    /// Seals every memtable that holds writes and has fjall flush it to a
+    /// table in the background, as it does with a full one: the memory
+    /// goes once the table is written. The log is unaffected (a segment
+    /// is deleted only after a checkpoint).
+    fn flush_memtables(&self) -> Result<(), Error> {
+        for keyspace in self.keyspaces.iter().flatten() {
+            // `rotate_memtable` is what fjall runs when a memtable is full;
+            // it is public but hidden from fjall's docs (fjall 3.1 has no
+            // other way to flush early).
+            keyspace.rotate_memtable()?;
+        }
+        Ok(())
     }
 
     /// Inserts the groups, in order, as one batch per partition they

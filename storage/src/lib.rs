@@ -38,5 +38,5 @@ pub use error::Error;
 pub use layout::Layout;
 pub use store::{
     OpenPartitions, OwnerId, Seq, ShardStore, StoreMemory, StoreOptions, StoreStats, Value, Waker,
-    WalProgress, WalWrite, WAL_GROUPS_IN_FLIGHT_MAX,
+    WalProgress, WalWrite, MEMTABLE_BYTES_MAX, MEMTABLE_BYTES_MIN, WAL_GROUPS_IN_FLIGHT_MAX,
 };

@@ -73,7 +73,7 @@ impl OpenPartitions {
                 options.worker_threads_per_partition,
                 options.cache_bytes_per_partition,
             )?;
-            let keyspace = open_keyspace(&db)?;
+            let keyspace = open_keyspace(&db, options.memtable_bytes_per_partition)?;
             slots.push(Some((db, keyspace)));
         }
         Ok(OpenPartitions { slots })
@@ -92,14 +92,23 @@ impl OpenPartitions {
 
 /// fjall's journals per partition (its minimum).
 const JOURNAL_BYTES_MAX: u64 = 64 << 20;
-/// Memtable size per partition: small enough that several fit in the
-/// journal bound above, so memtables flush before journals pile up.
-const MEMTABLE_BYTES: u64 = 16 << 20;
+/// The largest memtable a partition may be given: small enough that
+/// several fit in the journal bound above, so memtables flush before
+/// journals pile up.
+pub const MEMTABLE_BYTES_MAX: u64 = JOURNAL_BYTES_MAX / 2;
+/// The smallest memtable: below it, flushes would write tiny tables.
+pub const MEMTABLE_BYTES_MIN: u64 = 1 << 20;
 
-/// Opens the objects keyspace of a partition.
-pub(crate) fn open_keyspace(db: &fjall::Database) -> Result<fjall::Keyspace, Error> {
+/// Opens the objects keyspace of a partition, with memtables of
+/// `memtable_bytes` (as fjall counts them: keys, values and a fixed
+/// overhead per entry; the memory they take is up to about twice that).
+pub(crate) fn open_keyspace(
+    db: &fjall::Database,
+    memtable_bytes: u64,
+) -> Result<fjall::Keyspace, Error> {
+    let memtable_bytes = memtable_bytes.clamp(MEMTABLE_BYTES_MIN, MEMTABLE_BYTES_MAX);
     Ok(db.keyspace(KEYSPACE, || {
-        fjall::KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+        fjall::KeyspaceCreateOptions::default().max_memtable_size(memtable_bytes)
     })?)
 }
 
@@ -168,6 +177,14 @@ pub struct StoreOptions {
     pub worker_threads_per_partition: usize,
     /// Block cache per partition database.
     pub cache_bytes_per_partition: u64,
+    /// Memtable size per partition (see [`open_keyspace`]); a full one is
+    /// flushed to a table.
+    pub memtable_bytes_per_partition: u64,
+    /// After this long without a write the applier flushes the shard's
+    /// memtables to tables, so that an idle shard does not keep its last
+    /// writes in memory twice (memtable and, once read, block cache).
+    /// `None`: only full memtables are flushed.
+    pub idle_flush_ms: Option<u64>,
     /// Size of a log segment; the shard moves to a new one past it.
     pub wal_segment_bytes: u64,
     /// The run this store's log segments belong to (see
@@ -188,6 +205,8 @@ impl Default for StoreOptions {
         StoreOptions {
             worker_threads_per_partition: 1,
             cache_bytes_per_partition: 16 << 20,
+            memtable_bytes_per_partition: 16 << 20,
+            idle_flush_ms: Some(30_000),
             wal_segment_bytes: wal::SEGMENT_BYTES_DEFAULT,
             wal_run: 0,
             wal_groups_in_flight: 2,
@@ -339,6 +358,7 @@ impl ShardStore {
             answers: answer_tx,
             waker,
             segment_bytes: options.wal_segment_bytes,
+            idle_flush: options.idle_flush_ms.map(std::time::Duration::from_millis),
         };
         let handle = std::thread::Builder::new()
             .name(format!("durin-apply-{shard}"))
