@@ -40,16 +40,24 @@ trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$dir"' EXIT
 } > "$dir/durin.toml"
 
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
-metric_sum() {
-    curl -s "http://$addr/metrics" | awk -v m="durin_$1{" 'index($0, m) == 1 { s += $2 } END { print s + 0 }'
+# GET over bash's /dev/tcp, so the script needs no HTTP client.
+http_get() {
+    exec 3<> "/dev/tcp/${addr%:*}/${addr##*:}"
+    printf 'GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n' "$1" >&3
+    cat <&3
+    exec 3<&-
 }
+metric_sum() {
+    http_get /metrics | awk -v m="durin_$1{" 'index($0, m) == 1 { s += $2 } END { print s + 0 }'
+}
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 
 "$durin" serve --listen 127.0.0.1:0 --no-rpc --data-dir "$dir/data" \
     --cores 2 --no-pin --config "$dir/durin.toml" > "$dir/out" 2>&1 &
 server=$!
 for _ in $(seq 100); do grep -q "durin listening" "$dir/out" && break; sleep 0.1; done
 addr=$(sed -n 's|durin listening on http://||p' "$dir/out")
-curl -s "http://$addr/healthz" > /dev/null
+http_get /healthz > /dev/null
 echo "# $(date -u +%FT%TZ) $(nproc) CPUs, $(uname -r), $objects objects, idle_timeout_ms $idle_ms"
 echo "# config: $(tr '\n' ' ' < "$dir/durin.toml")"
 base_kib=$(rss_kib "$server")
@@ -80,10 +88,9 @@ while :; do
     now=$(date +%s)
     kib=$(rss_kib "$server")
     live=$(metric_sum objects_live)
-    printf '%d %.1f %d %d %d %.1f %.1f\n' $((now - t0)) "$(echo "$kib / 1024" | bc -l)" "$live" \
-        "$(metric_sum objects_evicted_total)" "$(metric_sum objects_capacity)" \
-        "$(echo "$(metric_sum storage_memtable_bytes) / 1048576" | bc -l)" \
-        "$(echo "$(metric_sum storage_cache_bytes) / 1048576" | bc -l)"
+    echo "$((now - t0)) $(mib $((kib * 1024))) $live $(metric_sum objects_evicted_total)" \
+        "$(metric_sum objects_capacity) $(mib "$(metric_sum storage_memtable_bytes)")" \
+        "$(mib "$(metric_sum storage_cache_bytes)")"
     # A plateau: every object gone and RSS within 1% of the sample that
     # started the current stretch.
     if [ "$live" -ne 0 ] || [ $((kib * 100)) -gt $((last_kib * 101)) ] \

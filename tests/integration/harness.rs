@@ -153,6 +153,11 @@ impl Server {
         self.cores
     }
 
+    /// The server process's ID.
+    pub fn pid(&self) -> u32 {
+        self.running().child.id()
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.launch.data_dir.clone()
     }
