@@ -108,6 +108,7 @@ impl std::error::Error for ServerError {}
 /// Collects the classes a server serves, then starts it.
 pub struct ServerBuilder {
     factories: Vec<(String, ClassFactory)>,
+    idle_hook: Option<fn()>,
 }
 
 impl Default for ServerBuilder {
@@ -133,7 +134,18 @@ impl ServerBuilder {
     pub fn empty() -> Self {
         ServerBuilder {
             factories: Vec::new(),
+            idle_hook: None,
         }
+    }
+
+    /// A function each shard's applier thread runs once it has been idle
+    /// for two `storage_idle_flush_ms` periods (after flushing its
+    /// memtables): the `durin` binary passes mimalloc's `mi_collect`, so
+    /// that memory freed on other threads goes back (see
+    /// [`durin_storage::StoreOptions::idle_hook`]).
+    pub fn idle_hook(mut self, hook: fn()) -> Self {
+        self.idle_hook = Some(hook);
+        self
     }
 
     /// Registers a class that takes no settings from the config file.
@@ -199,6 +211,7 @@ impl ServerBuilder {
             memtable_bytes_per_partition: server.storage_memtable_bytes_per_partition,
             idle_flush_ms: (server.storage_idle_flush_ms > 0)
                 .then_some(server.storage_idle_flush_ms),
+            idle_hook: self.idle_hook,
             ..StoreOptions::default()
         };
         let opening = std::time::Instant::now();

@@ -64,35 +64,49 @@ pub(crate) struct Applier {
     pub segment_bytes: u64,
     /// How long without a group to apply before the memtables are flushed.
     pub idle_flush: Option<std::time::Duration>,
+    /// Run after a further idle period (see `StoreOptions::idle_hook`).
+    pub idle_hook: Option<fn()>,
+}
+
+/// Where the applier stands between groups.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Idle {
+    /// Nothing to do when idle: wait for work without a timeout.
+    Settled,
+    /// Groups were applied: flush the memtables after an idle period.
+    Applied,
+    /// The memtables were flushed: run the idle hook after another one.
+    Flushed,
 }
 
 impl Applier {
     /// Runs until the shard drops its end of the channel.
     pub fn run(self) {
         let mut next = None;
-        // Whether groups were applied since the memtables were last
-        // flushed for idleness.
-        let mut applied_since_flush = false;
+        let mut idle = Idle::Settled;
         loop {
             let task = match next.take() {
                 Some(task) => task,
-                None => match self.next_task(applied_since_flush) {
+                None => match self.next_task(idle) {
                     Ok(Some(task)) => task,
                     Ok(None) => {
-                        applied_since_flush = false;
-                        if let Err(e) = self.flush_memtables() {
-                            if self.answers.send(Answer::Failed(e)).is_err() {
-                                return;
+                        idle = match self.on_idle(idle) {
+                            Ok(idle) => idle,
+                            Err(e) => {
+                                if self.answers.send(Answer::Failed(e)).is_err() {
+                                    return;
+                                }
+                                (self.waker)();
+                                Idle::Settled
                             }
-                            (self.waker)();
-                        }
+                        };
                         continue;
                     }
                     Err(()) => return,
                 },
             };
             if matches!(task, Task::Apply(_)) {
-                applied_since_flush = true;
+                idle = Idle::Applied;
             }
             let answers = match task {
                 Task::Apply(group) => {
@@ -143,16 +157,32 @@ impl Applier {
     }
 
     /// The next task; `Ok(None)` once the applier has been idle for
-    /// `idle_flush` with writes in the memtables; `Err` once the shard is
+    /// `idle_flush` with something to do about it; `Err` once the shard is
     /// gone.
-    fn next_task(&self, applied_since_flush: bool) -> Result<Option<Task>, ()> {
+    fn next_task(&self, idle: Idle) -> Result<Option<Task>, ()> {
         match self.idle_flush {
-            Some(idle) if applied_since_flush => match self.tasks.recv_timeout(idle) {
+            Some(wait) if idle != Idle::Settled => match self.tasks.recv_timeout(wait) {
                 Ok(task) => Ok(Some(task)),
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => Ok(None),
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(()),
             },
             _ => self.tasks.recv().map(Some).map_err(|_| ()),
+        }
+    }
+
+    /// What an idle period leads to: first a flush, then the hook.
+    fn on_idle(&self, idle: Idle) -> Result<Idle, Error> {
+        match idle {
+            Idle::Applied => {
+                self.flush_memtables()?;
+                Ok(Idle::Flushed)
+            }
+            Idle::Flushed | Idle::Settled => {
+                if let Some(hook) = self.idle_hook {
+                    hook();
+                }
+                Ok(Idle::Settled)
+            }
         }
     }
 

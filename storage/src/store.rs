@@ -185,6 +185,13 @@ pub struct StoreOptions {
     /// writes in memory twice (memtable and, once read, block cache).
     /// `None`: only full memtables are flushed.
     pub idle_flush_ms: Option<u64>,
+    /// Called on the applier thread once it has stayed idle for another
+    /// `idle_flush_ms` after an idle flush. The memtables' entries were
+    /// allocated on the applier thread and freed on fjall's flush thread;
+    /// an allocator with per-thread heaps (mimalloc) takes such frees back
+    /// only when the owning thread allocates or collects, which an idle
+    /// applier never does. The engine passes `mi_collect`.
+    pub idle_hook: Option<fn()>,
     /// Size of a log segment; the shard moves to a new one past it.
     pub wal_segment_bytes: u64,
     /// The run this store's log segments belong to (see
@@ -207,6 +214,7 @@ impl Default for StoreOptions {
             cache_bytes_per_partition: 16 << 20,
             memtable_bytes_per_partition: 16 << 20,
             idle_flush_ms: Some(30_000),
+            idle_hook: None,
             wal_segment_bytes: wal::SEGMENT_BYTES_DEFAULT,
             wal_run: 0,
             wal_groups_in_flight: 2,
@@ -359,6 +367,7 @@ impl ShardStore {
             waker,
             segment_bytes: options.wal_segment_bytes,
             idle_flush: options.idle_flush_ms.map(std::time::Duration::from_millis),
+            idle_hook: options.idle_hook,
         };
         let handle = std::thread::Builder::new()
             .name(format!("durin-apply-{shard}"))
