@@ -273,9 +273,32 @@ pub fn run(setup: ShardSetup, ready: impl FnOnce(Result<(), String>)) {
         // objects; durin stops rather than serve part of the key space or
         // acknowledge writes it could not persist.
         eprintln!("durin: shard {} stopped: {e}", shard.index);
-        std::process::exit(70);
+        std::process::exit(crate::server::EXIT_SHARD_STOPPED);
     }
     log::info!("shard {} stopped", shard.index);
+}
+
+/// Why the loop stopped, for the one line printed before the process
+/// exits. The log's completions carry the store's error inside an
+/// `io::Error`.
+fn describe_loop_failure(e: &std::io::Error) -> String {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<durin_storage::Error>())
+    {
+        Some(storage) => describe_storage_failure(storage),
+        None => format!("ring: {e}"),
+    }
+}
+
+/// A full disk is said plainly: it is the one storage failure an operator
+/// fixes without looking further.
+fn describe_storage_failure(e: &durin_storage::Error) -> String {
+    if e.is_disk_full() {
+        format!("storage: the disk is full: {e}")
+    } else {
+        format!("storage: {e}")
+    }
 }
 
 fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
@@ -438,13 +461,13 @@ impl Shard {
             self.ring.drain_completions(&mut completions);
             for completion in completions.drain(..) {
                 self.on_completion(completion)
-                    .map_err(|e| format!("ring: {e}"))?;
+                    .map_err(|e| describe_loop_failure(&e))?;
             }
             self.completions = completions;
             self.drain_mesh();
             self.store
                 .poll_applier()
-                .map_err(|e| format!("storage: {e}"))?;
+                .map_err(|e| describe_storage_failure(&e))?;
             self.fire_timers();
             if let Some(write) = self.store.flush() {
                 self.submit_wal(write).map_err(|e| format!("ring: {e}"))?;
@@ -610,6 +633,11 @@ impl Shard {
                             .sweep(&self.registry, self.wall_ms, durable, &self.sockets);
                     metrics::add(&self.metrics.objects_evicted_total, swept.evicted);
                     metrics::add(&self.metrics.objects_hibernated_total, swept.hibernated);
+                    // fjall's figures are sums over its structures: read
+                    // them at the sweep's pace, not every loop turn.
+                    let memory = self.store.memory();
+                    metrics::set(&self.metrics.storage_memtable_bytes, memory.memtable_bytes);
+                    metrics::set(&self.metrics.storage_cache_bytes, memory.cache_bytes);
                     self.timers
                         .insert(self.mono_ms + SWEEP_INTERVAL_MS, Timer::Sweep);
                 }
@@ -648,6 +676,7 @@ impl Shard {
         );
         metrics::set(&m.storage_apply_ns_total, stats.apply_ns_total);
         metrics::set(&m.objects_live, self.objects.len() as u64);
+        metrics::set(&m.objects_capacity, self.objects.capacity() as u64);
         metrics::set(&m.connections_open, self.conns.open() as u64);
         metrics::set(&m.websockets_open, self.sockets.len() as u64);
     }
