@@ -14,6 +14,7 @@
 //! call_timeout_ms = 30000          # a call between objects unanswered this long fails
 //! shutdown_timeout_ms = 10000      # on SIGTERM, connections get this long to finish
 //! wal_groups_in_flight = 2         # log groups each shard writes and syncs at once (1-8)
+//! sql_connections_max_per_shard = 4096  # open SQL connections (past it, others close)
 //!
 //! [classes.ratelimit]              # per-class settings
 //! limit = 100
@@ -26,6 +27,14 @@
 //! alarm_retry_backoff_ms = 2000    # the first retry's delay; doubling after
 //! websocket_hibernation = true     # objects with only open WebSockets leave memory
 //! hibernation_timeout_ms = 10000   # ... after this long without an event
+//! sql_statement_bytes_max = 100000 # SQL limits of each object (any class)
+//! sql_bound_params_max = 100
+//! sql_value_bytes_max = 2000000    # a string, blob or row
+//! sql_columns_max = 100
+//! sql_statement_time_ms = 100      # a statement running longer is interrupted
+//! sql_result_bytes_max = 16777216  # rows one statement returns
+//! sql_cache_bytes_max = 262144     # SQLite page cache per open connection
+//! sql_idle_timeout_ms = 10000      # an idle object's connection closes
 //!
 //! # Routes: a path served by one class, the object named by a query
 //! # parameter. Without a `routes` key these two (the seed's chat routes)
@@ -90,6 +99,9 @@ pub struct ServerConfig {
     /// with 2, the next group's sync starts while the previous one is
     /// still running. Writes are acknowledged in order either way.
     pub wal_groups_in_flight: usize,
+    /// Open SQL connections per shard; past it, other objects' connections
+    /// close (they reopen on their next SQL call).
+    pub sql_connections_max_per_shard: usize,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +119,7 @@ impl Default for ServerConfig {
             call_timeout_ms: 30_000,
             shutdown_timeout_ms: 10_000,
             wal_groups_in_flight: 2,
+            sql_connections_max_per_shard: crate::shard::objects::SQL_CONNECTIONS_MAX_DEFAULT,
         }
     }
 }
@@ -127,6 +140,8 @@ pub struct ClassCommon {
     pub websocket_hibernation: bool,
     /// How long such an object stays in memory after its last event.
     pub hibernation_timeout_ms: u64,
+    /// Limits on each object's SQL database.
+    pub sql: crate::sql::SqlLimits,
 }
 
 impl Default for ClassCommon {
@@ -138,6 +153,7 @@ impl Default for ClassCommon {
             alarm_retry_backoff_ms: 2_000,
             websocket_hibernation: true,
             hibernation_timeout_ms: 10_000,
+            sql: crate::sql::SqlLimits::DEFAULT,
         }
     }
 }
@@ -247,6 +263,10 @@ impl Config {
             "server.call_timeout_ms must be at least 1",
         )?;
         check(
+            (1..=CONNECTIONS_MAX_LIMIT).contains(&s.sql_connections_max_per_shard),
+            "server.sql_connections_max_per_shard must be between 1 and 1048576",
+        )?;
+        check(
             (1..=durin_storage::WAL_GROUPS_IN_FLIGHT_MAX).contains(&s.wal_groups_in_flight),
             "server.wal_groups_in_flight must be between 1 and 8",
         )?;
@@ -339,6 +359,7 @@ impl Config {
             "hibernation_timeout_ms",
             common.hibernation_timeout_ms,
         )?;
+        common.sql = take_sql_limits(&mut table, class)?;
         if let Some(value) = table.remove("websocket_hibernation") {
             common.websocket_hibernation = value.as_bool().ok_or_else(|| {
                 ConfigError(format!(
@@ -364,6 +385,57 @@ impl Config {
         }
         Ok((common, table))
     }
+}
+
+/// The most a class may set an SQL limit to: SQLite's own ceilings for
+/// lengths (1 GB) and variables, and a minute per statement.
+const SQL_LENGTH_LIMIT: u64 = 1_000_000_000;
+const SQL_PARAMS_LIMIT: u64 = 32_766;
+const SQL_COLUMNS_LIMIT: u64 = 2_000;
+const SQL_STATEMENT_TIME_LIMIT_MS: u64 = 60_000;
+
+/// Reads a class's `sql_*` settings.
+fn take_sql_limits(
+    table: &mut toml::Table,
+    class: &str,
+) -> Result<crate::sql::SqlLimits, ConfigError> {
+    let d = crate::sql::SqlLimits::DEFAULT;
+    let mut take = |key: &str, default: u64, max: u64| -> Result<u64, ConfigError> {
+        let value = take_u64(table, class, key, default)?;
+        if value > max {
+            return Err(ConfigError(format!(
+                "classes.{class}.{key} must be at most {max}"
+            )));
+        }
+        Ok(value)
+    };
+    Ok(crate::sql::SqlLimits {
+        statement_bytes_max: take(
+            "sql_statement_bytes_max",
+            d.statement_bytes_max as u64,
+            SQL_LENGTH_LIMIT,
+        )? as usize,
+        bound_params_max: take(
+            "sql_bound_params_max",
+            d.bound_params_max as u64,
+            SQL_PARAMS_LIMIT,
+        )? as usize,
+        value_bytes_max: take(
+            "sql_value_bytes_max",
+            d.value_bytes_max as u64,
+            SQL_LENGTH_LIMIT,
+        )? as usize,
+        columns_max: take("sql_columns_max", d.columns_max as u64, SQL_COLUMNS_LIMIT)? as usize,
+        statement_time_ms: take(
+            "sql_statement_time_ms",
+            d.statement_time_ms,
+            SQL_STATEMENT_TIME_LIMIT_MS,
+        )?,
+        result_bytes_max: take("sql_result_bytes_max", d.result_bytes_max as u64, 1 << 30)?
+            as usize,
+        cache_bytes_max: take("sql_cache_bytes_max", d.cache_bytes_max as u64, 1 << 30)? as usize,
+        idle_close_ms: take("sql_idle_timeout_ms", d.idle_close_ms, u64::MAX)?,
+    })
 }
 
 /// Reads an optional positive integer setting out of a class table.

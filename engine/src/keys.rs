@@ -3,6 +3,7 @@
 //! ```text
 //! 0x00 | object id (16) | 0x01 | user key      an object's data
 //! 0x00 | object id (16) | 0x00 | record name   the engine's records of an object (alarm, size)
+//! 0x00 | object id (16) | 0x02 | page no (4, big-endian)   a page of the object's SQL database
 //! 0x01 | alarm at ms (8, big-endian) | id (16)  the shard's alarm index
 //! ```
 //!
@@ -16,6 +17,10 @@ const OBJECT: u8 = 0x00;
 const ALARM_INDEX: u8 = 0x01;
 const RECORD: u8 = 0x00;
 const DATA: u8 = 0x01;
+const SQL_PAGE: u8 = 0x02;
+
+/// Length of an SQL page key.
+pub const SQL_PAGE_KEY_BYTES: usize = 22;
 
 /// Length of the prefix of every key of an object's data.
 pub const DATA_PREFIX_BYTES: usize = 18;
@@ -40,6 +45,25 @@ pub fn data_end(id: &ObjectId) -> Vec<u8> {
     out.push(OBJECT);
     out.extend_from_slice(&id.0);
     out.push(DATA + 1);
+    out
+}
+
+/// The key of page `page_no` (from 0) of `id`'s SQL database file.
+pub fn sql_page_key(id: &ObjectId, page_no: u32) -> [u8; SQL_PAGE_KEY_BYTES] {
+    let mut out = [0u8; SQL_PAGE_KEY_BYTES];
+    out[0] = OBJECT;
+    out[1..17].copy_from_slice(&id.0);
+    out[17] = SQL_PAGE;
+    out[18..].copy_from_slice(&page_no.to_be_bytes());
+    out
+}
+
+/// The first key after all of `id`'s SQL pages.
+pub fn sql_pages_end(id: &ObjectId) -> [u8; 18] {
+    let mut out = [0u8; 18];
+    out[0] = OBJECT;
+    out[1..17].copy_from_slice(&id.0);
+    out[17] = SQL_PAGE + 1;
     out
 }
 

@@ -36,6 +36,6 @@ pub mod wal;
 pub use error::Error;
 pub use layout::Layout;
 pub use store::{
-    OpenPartitions, OwnerId, Seq, ShardStore, StoreOptions, StoreStats, Value, Waker, WalProgress,
-    WalWrite, WAL_GROUPS_IN_FLIGHT_MAX,
+    OpenPartitions, OwnerId, Savepoint, Seq, ShardStore, StoreOptions, StoreStats, Value, Waker,
+    WalProgress, WalWrite, WAL_GROUPS_IN_FLIGHT_MAX,
 };

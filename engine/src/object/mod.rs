@@ -417,6 +417,12 @@ pub struct Context<'s> {
     pub(crate) effects: &'s mut Effects,
     /// Sockets, for events run by a shard (absent in unit tests).
     pub(crate) ws: Option<websocket::WsEnv<'s>>,
+    /// The object's SQL connection, kept by the shard between events
+    /// (`None`: no SQL here, as in some unit tests).
+    pub(crate) sql_db: Option<&'s mut Option<crate::sql::SqlDb>>,
+    pub(crate) sql_limits: &'s crate::sql::SqlLimits,
+    /// `transaction_sync` levels active now.
+    pub(crate) tx_depth: u32,
 }
 
 impl<'s> Context<'s> {
@@ -445,7 +451,21 @@ impl<'s> Context<'s> {
             last_len: None,
             effects,
             ws: None,
+            sql_db: None,
+            sql_limits: &crate::sql::SqlLimits::DEFAULT,
+            tx_depth: 0,
         }
+    }
+
+    /// Gives the event the object's SQL connection slot.
+    pub(crate) fn with_sql(
+        mut self,
+        db: &'s mut Option<crate::sql::SqlDb>,
+        limits: &'s crate::sql::SqlLimits,
+    ) -> Self {
+        self.sql_db = Some(db);
+        self.sql_limits = limits;
+        self
     }
 
     /// Starts the event with what an earlier event of the object learned

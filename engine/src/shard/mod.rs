@@ -324,7 +324,7 @@ impl Shard {
             listeners: setup.listeners,
             conns: conns::ConnTable::new(setup.server.connections_max_per_shard),
             store,
-            objects: Objects::default(),
+            objects: Objects::new(setup.server.sql_connections_max_per_shard),
             registry: setup.registry,
             mesh: setup.mesh,
             waker: setup.waker,
