@@ -140,6 +140,15 @@ impl Server {
         self.cores
     }
 
+    /// The running server's process id.
+    pub fn pid(&self) -> u32 {
+        self.running
+            .as_ref()
+            .expect("the server is running")
+            .child
+            .id()
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join(DATA_DIR_NAME)
     }

@@ -185,6 +185,8 @@ pub enum RpcError {
     BadArgument(String),
     /// A storage limit or failure.
     Storage(StorageError),
+    /// An SQL statement failed or was refused.
+    Sql(crate::sql::SqlError),
 }
 
 impl std::fmt::Display for RpcError {
@@ -193,6 +195,7 @@ impl std::fmt::Display for RpcError {
             RpcError::UnknownMethod => f.write_str("unknown method"),
             RpcError::BadArgument(why) => write!(f, "bad argument: {why}"),
             RpcError::Storage(e) => write!(f, "{e}"),
+            RpcError::Sql(e) => write!(f, "{e}"),
         }
     }
 }
@@ -206,6 +209,12 @@ pub(crate) fn rpc_status(e: &RpcError) -> u16 {
         RpcError::UnknownMethod => status::UNKNOWN_METHOD,
         RpcError::BadArgument(_) => status::BAD_ARGUMENT,
         RpcError::Storage(_) => status::STORAGE_LIMIT,
+        RpcError::Sql(crate::sql::SqlError::Limit { .. }) => status::STORAGE_LIMIT,
+        RpcError::Sql(crate::sql::SqlError::Interrupted { .. }) => status::TIMEOUT,
+        RpcError::Sql(crate::sql::SqlError::Storage(_) | crate::sql::SqlError::Unavailable) => {
+            status::INTERNAL
+        }
+        RpcError::Sql(_) => status::BAD_ARGUMENT,
     }
 }
 
