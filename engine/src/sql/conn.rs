@@ -337,7 +337,7 @@ fn run_statement(
     }
     let columns = stmt.column_count();
     if columns > 0 {
-        rows.column_names = stmt.column_names().into_iter().map(String::from).collect();
+        rows.column_names = stmt.column_names().map(String::from).collect();
         rows.rows.clear();
     }
     let mut bytes = 0usize;

@@ -146,7 +146,7 @@ pub(crate) fn read_size(store: &ShardStore, id: &ObjectId) -> Result<u64, Storag
                 .try_into()
                 .map_err(|_| StorageError::CorruptRecord { what: "sql size" })?;
             let size = u64::from_le_bytes(bytes);
-            if size % PAGE_BYTES as u64 != 0 {
+            if !size.is_multiple_of(PAGE_BYTES as u64) {
                 return Err(StorageError::CorruptRecord { what: "sql size" });
             }
             Ok(size)
@@ -595,9 +595,22 @@ unsafe extern "C" fn x_get_last_error(
 pub(crate) fn register() -> bool {
     static REGISTERED: OnceLock<c_int> = OnceLock::new();
     let rc = *REGISTERED.get_or_init(|| {
-        // SAFETY: registering a VFS whose struct lives for the rest of the
-        // process (leaked), once, before any connection names it.
+        // SAFETY: `sqlite3_config` takes (void*, int, int) for
+        // SQLITE_CONFIG_PAGECACHE and only refuses (SQLITE_MISUSE) once
+        // SQLite is initialised; then registering a VFS whose struct lives
+        // for the rest of the process (leaked), once, before any
+        // connection names it.
         unsafe {
+            // No bulk page allocation when a connection's cache is created
+            // (SQLite's default: 20 pages, ~86 KiB up front): an idle
+            // object's connection holds only the pages it used. Too late
+            // if the embedding program used SQLite first; harmless then.
+            ffi::sqlite3_config(
+                ffi::SQLITE_CONFIG_PAGECACHE,
+                ptr::null_mut::<c_void>(),
+                0 as c_int,
+                0 as c_int,
+            );
             let default = ffi::sqlite3_vfs_find(ptr::null());
             if default.is_null() {
                 return ffi::SQLITE_ERROR;
