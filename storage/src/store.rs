@@ -221,6 +221,9 @@ pub struct StoreStats {
     pub group_writes_committed_total: u64,
     /// Nanoseconds the applier spent inserting durable groups into fjall.
     pub apply_ns_total: u64,
+    /// Bytes of group records written to the log (what write
+    /// amplification is measured in).
+    pub log_bytes_total: u64,
 }
 
 /// One shard's storage. It lives on its shard's thread; only the applier
@@ -659,6 +662,7 @@ impl ShardStore {
         let mut record = self.spare_records.pop().unwrap_or_default();
         record.clear();
         wal::encode_group(&mut record, seq, &writes);
+        self.stats.log_bytes_total += record.len() as u64;
         let offset = self.wal_offset;
         self.wal_offset += record.len() as u64;
         self.in_flight.push_back(InFlight {

@@ -610,6 +610,8 @@ impl Shard {
             stats.group_writes_committed_total,
         );
         metrics::set(&m.storage_apply_ns_total, stats.apply_ns_total);
+        metrics::set(&m.storage_log_bytes_total, stats.log_bytes_total);
+        metrics::set(&m.sql_connections_open, self.objects.sql_open() as u64);
         metrics::set(&m.objects_live, self.objects.len() as u64);
         metrics::set(&m.connections_open, self.conns.open() as u64);
         metrics::set(&m.websockets_open, self.sockets.len() as u64);

@@ -374,6 +374,9 @@ impl Objects {
 
     fn remove(&mut self, index: u32) {
         if let Some(slot) = self.slots[index as usize].take() {
+            if slot.sql.is_some() {
+                self.sql_open -= 1;
+            }
             self.index.remove(&slot.id);
             self.free.push(index);
         }
@@ -417,6 +420,14 @@ impl Objects {
                     swept.hibernated += 1;
                 } else {
                     swept.evicted += 1;
+                }
+            } else if settled && idle_ms >= common.sql.idle_close_ms {
+                // Between events no SQL transaction is open: closing
+                // touches no storage. The next SQL call reopens it.
+                if let Some(slot) = self.slots[index].as_mut() {
+                    if slot.sql.take().is_some() {
+                        self.sql_open -= 1;
+                    }
                 }
             }
         }
