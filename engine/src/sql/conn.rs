@@ -20,6 +20,15 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use super::{guard, vfs, SqlError, SqlLimits, SqlRows, SqlValue};
 use crate::ObjectId;
 
+/// durin's own statements, prepared once per connection. A cached
+/// statement skips the authorizer, so a user's statement with the same
+/// text is refused before it could reach the cache.
+const BEGIN_SQL: &str = "BEGIN";
+const COMMIT_SQL: &str = "COMMIT";
+const SIZE_SQL: &str = "SELECT (page_count - freelist_count) * page_size \
+     FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()";
+const INTERNAL_SQL: [&str; 3] = [BEGIN_SQL, COMMIT_SQL, SIZE_SQL];
+
 /// Prepared statements kept per connection.
 pub const STATEMENT_CACHE_CAPACITY: usize = 16;
 /// Lookaside slots per connection and their size: 8 KiB, against
@@ -113,6 +122,11 @@ impl SqlDb {
         tx_depth: u32,
     ) -> Result<SqlRows, SqlError> {
         check_sizes(query, params, limits)?;
+        if INTERNAL_SQL.contains(&query) {
+            return Err(SqlError::Refused {
+                reason: guard::TRANSACTION_REFUSAL.into(),
+            });
+        }
         if self.lost {
             return Err(SqlError::Refused {
                 reason: "an earlier statement of this event failed in a way that rolled back \
@@ -200,7 +214,7 @@ impl SqlDb {
     /// the `transaction_sync` levels active now.
     fn begin(&mut self, tx_depth: u32) -> Result<(), RunError> {
         if !self.in_txn {
-            guard::internal(|| self.conn.execute_batch("BEGIN"))?;
+            guard::internal(|| self.run_cached(BEGIN_SQL))?;
             self.in_txn = true;
         }
         while self.savepoints < tx_depth {
@@ -237,7 +251,7 @@ impl SqlDb {
             return Ok(());
         }
         self.in_txn = false;
-        guard::internal(|| self.conn.execute_batch("COMMIT"))?;
+        guard::internal(|| self.run_cached(COMMIT_SQL))?;
         Ok(())
     }
 
@@ -249,13 +263,16 @@ impl SqlDb {
     /// (page_count − freelist_count) × page_size.
     pub(crate) fn database_size(&self) -> Result<u64, SqlError> {
         guard::internal(|| {
-            let pragma = |name: &str| -> rusqlite::Result<i64> {
-                self.conn.pragma_query_value(None, name, |r| r.get(0))
-            };
-            let pages = pragma("page_count")? - pragma("freelist_count")?;
-            Ok((pages.max(0) as u64) * pragma("page_size")? as u64)
+            let mut stmt = self.conn.prepare_cached(SIZE_SQL)?;
+            stmt.query_row([], |r| r.get::<_, i64>(0))
         })
-        .map_err(|e: rusqlite::Error| plain_error(&e))
+        .map(|bytes| bytes.max(0) as u64)
+        .map_err(|e| plain_error(&e))
+    }
+
+    /// Runs one of durin's fixed statements, prepared once per connection.
+    fn run_cached(&self, sql: &str) -> rusqlite::Result<()> {
+        self.conn.prepare_cached(sql)?.execute([]).map(|_| ())
     }
 
     fn map_error(&mut self, e: RunError, limits: &SqlLimits, db_bytes_max: u64) -> SqlError {

@@ -25,6 +25,10 @@ pub const PROGRESS_OPS: i32 = 1000;
 /// Names durin keeps for itself (compared case-insensitively).
 pub const RESERVED_PREFIX: &str = "_durin_";
 
+/// Why transaction statements are refused.
+pub const TRANSACTION_REFUSAL: &str = "BEGIN, COMMIT, ROLLBACK and SAVEPOINT are not allowed: \
+     each event is a transaction; use transaction_sync for a nested one";
+
 /// PRAGMAs a statement may run, with or without an argument.
 const PRAGMAS_ALLOWED: &[&str] = &[
     "table_list",
@@ -123,11 +127,9 @@ fn reserved(name: &str) -> bool {
 /// Why `action` is refused, or `None` if it is allowed.
 fn refusal_of(action: &AuthAction<'_>) -> Option<String> {
     match action {
-        AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => Some(
-            "BEGIN, COMMIT, ROLLBACK and SAVEPOINT are not allowed: each event is a \
-             transaction; use transaction_sync for a nested one"
-                .into(),
-        ),
+        AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => {
+            Some(TRANSACTION_REFUSAL.into())
+        }
         AuthAction::Attach { .. } | AuthAction::Detach { .. } => {
             Some("ATTACH and DETACH are not allowed: an object has one database".into())
         }
