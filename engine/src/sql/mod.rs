@@ -29,10 +29,12 @@
 //! 2. The event's first statement opens a transaction. Statements read
 //!    pages through the VFS (the store's overlay, then fjall) and change
 //!    them in SQLite's page cache only.
-//! 3. When the event ends the shard commits it: the dirty pages (and
-//!    page 1, whose change counter every commit bumps) become store
-//!    writes of the event's group, beside its KV writes. The output gate
-//!    holds the event's answers until that group is durable.
+//! 3. When the event ends the shard commits it: the dirty pages become
+//!    store writes of the event's group, beside its KV writes. The output
+//!    gate holds the event's answers until that group is durable. (With
+//!    `locking_mode=EXCLUSIVE` SQLite bumps page 1's change counter only
+//!    in the first transaction of a connection: a one-row insert writes
+//!    one page, not two.)
 //! 4. A handler that panics drops the connection and rolls the store back
 //!    to before the event: SQL and KV changes go together. An error inside
 //!    [`Context::transaction_sync`] rolls back to its savepoint.
@@ -43,6 +45,7 @@ use crate::object::{Context, StorageError, TransactionError};
 
 mod conn;
 pub(crate) mod guard;
+mod page;
 pub(crate) mod vfs;
 
 #[cfg(test)]

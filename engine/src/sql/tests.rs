@@ -573,3 +573,45 @@ fn an_open_connection_uses_little_memory() {
     assert!(per_connection < 160 * 1024, "{per_connection} bytes");
     drop(open);
 }
+
+/// Bytes the log takes per single-row insert, each insert its own event
+/// and group, into a table that already holds a few thousand rows: the
+/// number PERF.md explains (page 1 for its change counter, the table's
+/// last leaf, zero runs left out).
+#[test]
+fn a_single_row_insert_logs_less_than_a_page() {
+    const INSERTS: u64 = 300;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut h = Harness::new(open_store(dir.path()));
+    h.exec(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, n INTEGER)",
+        &[],
+    )
+    .expect("create");
+    h.event(|ctx| {
+        for i in 0..3000 {
+            ctx.sql()
+                .exec(
+                    "INSERT INTO t (name, n) VALUES (?, ?)",
+                    &[text(&format!("user-{i}")), SqlValue::Integer(i)],
+                )
+                .expect("insert");
+        }
+    });
+    make_durable(&mut h.store);
+    let before = h.store.stats();
+    for i in 0..INSERTS {
+        h.exec(
+            "INSERT INTO t (name, n) VALUES (?, ?)",
+            &[text(&format!("user-{i}")), SqlValue::Integer(i as i64)],
+        )
+        .expect("insert");
+        make_durable(&mut h.store);
+    }
+    let after = h.store.stats();
+    let bytes = (after.log_bytes_total - before.log_bytes_total) / INSERTS;
+    let writes = (after.group_writes_committed_total - before.group_writes_committed_total) as f64
+        / INSERTS as f64;
+    eprintln!("log bytes per single-row insert: {bytes} ({writes:.2} page writes)");
+    assert!(bytes < PAGE_BYTES as u64, "{bytes} bytes per insert");
+}

@@ -2,8 +2,8 @@
 //! shard's store, not a file.
 //!
 //! Page `n` of object `id`'s database lives under
-//! [`keys::sql_page_key`]`(id, n)`, each value exactly [`PAGE_BYTES`] long,
-//! and the file's length in bytes under the engine record `sqlsize`. A
+//! [`keys::sql_page_key`]`(id, n)`, encoded by [`super::page`] (zero runs
+//! left out), and the file's length in bytes under the engine record `sqlsize`. A
 //! read goes to the store (its overlay first, then fjall); a write is a
 //! store write, so it joins the event's group: SQL and KV writes of one
 //! event commit together, share the shard's group `fdatasync`, and roll
@@ -30,6 +30,7 @@ use std::sync::OnceLock;
 use durin_storage::{Seq, ShardStore};
 use rusqlite::ffi;
 
+use super::page;
 use crate::keys;
 use crate::object::StorageError;
 use crate::ObjectId;
@@ -52,6 +53,8 @@ struct Env {
 }
 
 thread_local! {
+    /// The encoding of the page being written, reused.
+    static ENCODED: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(PAGE_BYTES + 1));
     static ENV: RefCell<Env> = const {
         RefCell::new(Env { store: ptr::null_mut(), wrote: None, error: None })
     };
@@ -202,12 +205,39 @@ struct File {
     state: *mut FileState,
 }
 
+/// Reads page `page_no` of `file` into `page` (zeros if it was never
+/// written).
+fn read_page(
+    store: &ShardStore,
+    file: &ObjectFile,
+    page_no: u32,
+    page: &mut [u8; PAGE_BYTES],
+) -> Result<(), StorageError> {
+    match store.get(&file.id.0, &keys::sql_page_key(&file.id, page_no))? {
+        Some(stored) => page::decode(&stored, page)
+            .map_err(|page::CorruptPage| StorageError::CorruptRecord { what: "sql page" }),
+        None => {
+            page.fill(0);
+            Ok(())
+        }
+    }
+}
+
+fn write_page(store: &mut ShardStore, file: &ObjectFile, page_no: u32, page: &[u8]) -> Seq {
+    ENCODED.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        page::encode(page, &mut buf);
+        store.put(&file.id.0, &keys::sql_page_key(&file.id, page_no), &buf)
+    })
+}
+
 fn read_object(
     store: &ShardStore,
     file: &ObjectFile,
     out: &mut [u8],
     offset: u64,
 ) -> Result<bool, StorageError> {
+    let mut page = [0u8; PAGE_BYTES];
     let mut done = 0;
     while done < out.len() {
         let pos = offset + done as u64;
@@ -217,14 +247,8 @@ fn read_object(
         if pos >= file.size_bytes {
             dst.fill(0);
         } else {
-            let page_no = (pos / PAGE_BYTES as u64) as u32;
-            match store.get(&file.id.0, &keys::sql_page_key(&file.id, page_no))? {
-                Some(page) if page.len() == PAGE_BYTES => {
-                    dst.copy_from_slice(&page[within..within + n]);
-                }
-                Some(_) => return Err(StorageError::CorruptRecord { what: "sql page" }),
-                None => dst.fill(0),
-            }
+            read_page(store, file, (pos / PAGE_BYTES as u64) as u32, &mut page)?;
+            dst.copy_from_slice(&page[within..within + n]);
         }
         done += n;
     }
@@ -244,21 +268,14 @@ fn write_object(
         let within = (pos % PAGE_BYTES as u64) as usize;
         let n = (PAGE_BYTES - within).min(data.len() - done);
         let page_no = (pos / PAGE_BYTES as u64) as u32;
-        let key = keys::sql_page_key(&file.id, page_no);
         let seq = if n == PAGE_BYTES {
-            store.put(&file.id.0, &key, &data[done..done + n])
+            write_page(store, file, page_no, &data[done..done + n])
         } else {
             // A partial page (SQLite writes whole pages of the main
             // database, but the header may be written alone).
-            page.fill(0);
-            if let Some(old) = store.get(&file.id.0, &key)? {
-                if old.len() != PAGE_BYTES {
-                    return Err(StorageError::CorruptRecord { what: "sql page" });
-                }
-                page.copy_from_slice(&old);
-            }
+            read_page(store, file, page_no, &mut page)?;
             page[within..within + n].copy_from_slice(&data[done..done + n]);
-            store.put(&file.id.0, &key, &page)
+            write_page(store, file, page_no, &page)
         };
         note_write(seq);
         done += n;
