@@ -14,7 +14,7 @@
 //! call_timeout_ms = 30000          # a call between objects unanswered this long fails
 //! shutdown_timeout_ms = 10000      # on SIGTERM, connections get this long to finish
 //! wal_groups_in_flight = 2         # log groups each shard writes and syncs at once (1-8)
-//! sql_connections_max_per_shard = 1024  # open SQL connections (past it, others close)
+//! sql_connections_max_per_shard = 8192  # open SQL connections (past it, others close)
 //!
 //! [classes.ratelimit]              # per-class settings
 //! limit = 100

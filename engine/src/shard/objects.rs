@@ -22,7 +22,7 @@ use crate::ObjectId;
 pub const SWEEP_SLOTS_MAX: usize = 4096;
 /// Open SQL connections per shard by default; past it the connections of
 /// other objects close, oldest in the clock's order first.
-pub const SQL_CONNECTIONS_MAX_DEFAULT: usize = 1024;
+pub const SQL_CONNECTIONS_MAX_DEFAULT: usize = 8192;
 
 struct Slot {
     id: ObjectId,
