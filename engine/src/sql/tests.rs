@@ -615,3 +615,95 @@ fn a_single_row_insert_logs_less_than_a_page() {
     eprintln!("log bytes per single-row insert: {bytes} ({writes:.2} page writes)");
     assert!(bytes < PAGE_BYTES as u64, "{bytes} bytes per insert");
 }
+
+/// CPU time of this thread, in microseconds.
+fn thread_cpu_us() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e6 + ts.tv_nsec as f64 / 1e3
+}
+
+/// What the first use of an object's database costs, step by step (CPU
+/// time; run by hand, a debug build of durin over an optimised SQLite).
+#[test]
+#[ignore = "a timing probe, run by hand"]
+fn probe_open_cost() {
+    const N: usize = 300;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut h = Harness::new(open_store(dir.path()));
+    let ids: Vec<_> = (0..N)
+        .map(|i| ObjectId::from_name("sql", format!("p-{i}").as_bytes()))
+        .collect();
+    for id in &ids {
+        h.id = *id;
+        h.db = None;
+        h.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)", &[])
+            .expect("create");
+    }
+    let steps: [(&str, &dyn Fn(&mut Harness)); 5] = [
+        ("open", &|h| h.event(|ctx| ctx.open_db()).expect("open")),
+        ("SELECT 1", &|h| {
+            h.exec("SELECT 1", &[]).expect("select");
+        }),
+        ("read the schema", &|h| {
+            h.exec("SELECT count(*) FROM sqlite_schema", &[])
+                .expect("schema");
+        }),
+        ("insert", &|h| {
+            h.exec("INSERT INTO t (v) VALUES ('x')", &[])
+                .expect("insert");
+        }),
+        ("database_size", &|h| {
+            h.event(|ctx| ctx.sql().database_size()).expect("size");
+        }),
+    ];
+    for (name, step) in steps {
+        let start = thread_cpu_us();
+        for id in &ids {
+            h.id = *id;
+            h.db = None;
+            step(&mut h);
+        }
+        eprintln!(
+            "cold {name}: {:.0} µs",
+            (thread_cpu_us() - start) / N as f64
+        );
+    }
+    let start = thread_cpu_us();
+    for _ in 0..N {
+        h.exec("INSERT INTO t (v) VALUES ('x')", &[])
+            .expect("insert");
+    }
+    eprintln!(
+        "warm insert: {:.0} µs",
+        (thread_cpu_us() - start) / N as f64
+    );
+}
+
+#[test]
+#[ignore = "a memory probe, run by hand"]
+fn probe_connection_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut h = Harness::new(open_store(dir.path()));
+    h.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)", &[])
+        .expect("create");
+    h.exec("INSERT INTO t (v) VALUES ('x')", &[])
+        .expect("insert");
+    h.event(|ctx| ctx.sql().database_size()).expect("size");
+    let db = h.db.as_ref().expect("open");
+    for (name, op) in [
+        ("cache", rusqlite::ffi::SQLITE_DBSTATUS_CACHE_USED),
+        ("schema", rusqlite::ffi::SQLITE_DBSTATUS_SCHEMA_USED),
+        ("statements", rusqlite::ffi::SQLITE_DBSTATUS_STMT_USED),
+        ("lookaside", rusqlite::ffi::SQLITE_DBSTATUS_LOOKASIDE_USED),
+    ] {
+        let (mut cur, mut hi) = (0, 0);
+        // SAFETY: an open handle and two places for the answer.
+        unsafe { rusqlite::ffi::sqlite3_db_status(db.handle(), op, &mut cur, &mut hi, 0) };
+        eprintln!("{name}: {cur} bytes (high {hi})");
+    }
+}
