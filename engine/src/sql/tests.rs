@@ -644,7 +644,8 @@ fn probe_open_cost() {
         h.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)", &[])
             .expect("create");
     }
-    let steps: [(&str, &dyn Fn(&mut Harness)); 5] = [
+    type Step<'a> = (&'a str, &'a dyn Fn(&mut Harness));
+    let steps: [Step<'_>; 5] = [
         ("open", &|h| h.event(|ctx| ctx.open_db()).expect("open")),
         ("SELECT 1", &|h| {
             h.exec("SELECT 1", &[]).expect("select");
