@@ -38,6 +38,7 @@ mod restart_with_other_core_count;
 mod rpc;
 mod sigterm_drains;
 mod sql_api;
+mod sql_matches_sqlite;
 mod sql_objects_open_no_files;
 mod sql_survives_sigkill;
 mod startup_and_health;
