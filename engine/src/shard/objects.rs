@@ -232,8 +232,12 @@ impl Objects {
             Err(Some(result)) => {
                 // SQLite lost the event's transaction (an interrupted or
                 // full write): the handler's answer stands, none of its
-                // writes do.
+                // writes do. The connection goes too: a VACUUM earlier in
+                // the event committed pages the rollback takes back.
                 drop(ctx);
+                if let Some(db) = slot.sql.take() {
+                    sql::close(db, store);
+                }
                 store.rollback_to(savepoint);
                 store.release();
                 let gate = gate_for(slot.last_write_seq, store);

@@ -708,3 +708,29 @@ fn probe_connection_memory() {
         eprintln!("{name}: {cur} bytes (high {hi})");
     }
 }
+
+/// An interrupted write makes SQLite roll back the whole event
+/// transaction: the event must then keep none of its writes, SQL or KV,
+/// rather than the KV half of them.
+#[test]
+fn an_interrupted_write_keeps_none_of_the_events_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut h = Harness::new(open_store(dir.path()));
+    h.sql_limits.statement_time_ms = 20;
+    h.exec("CREATE TABLE t (v INTEGER)", &[]).expect("create");
+    h.event(|ctx| {
+        ctx.sql()
+            .exec("INSERT INTO t VALUES (1)", &[])
+            .expect("insert");
+        ctx.storage().put(b"k", b"v").expect("put");
+        let spin = "INSERT INTO t WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) \
+                    SELECT x FROM c";
+        let r = ctx.sql().exec(spin, &[]);
+        assert!(matches!(r, Err(SqlError::Interrupted { .. })), "{r:?}");
+        let after = ctx.sql().exec("SELECT 1", &[]);
+        assert!(matches!(after, Err(SqlError::Refused { .. })), "{after:?}");
+    });
+    let count = h.exec("SELECT count(*) FROM t", &[]).expect("count");
+    assert_eq!(count.rows, vec![vec![SqlValue::Integer(0)]]);
+    assert_eq!(h.event(|ctx| ctx.storage().get(b"k").expect("get")), None);
+}
