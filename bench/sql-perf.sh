@@ -27,11 +27,14 @@ trap cleanup EXIT
 # The 1 M-row table is filled by one statement: it needs a longer budget.
 printf '[classes.sql]\nsql_statement_time_ms = 60000\n' >"$WORK/durin.toml"
 
-"$BIN/durin" serve --listen 127.0.0.1:0 --rpc-listen 127.0.0.1:0 --data-dir "$WORK/d" \
-  --cores "$CORES" --config "$WORK/durin.toml" >"$WORK/out" 2>>"$WORK/err" &
-PID=$!
-for _ in $(seq 2000); do grep -q 'listening on http' "$WORK/out" 2>/dev/null && break; sleep 0.005; done
-URL=$(grep -o 'http://[0-9.:]*' "$WORK/out")
+start_durin() { # config file -> PID, URL
+  "$BIN/durin" serve --listen 127.0.0.1:0 --rpc-listen 127.0.0.1:0 --data-dir "$WORK/d" \
+    --cores "$CORES" --config "$1" >"$WORK/out" 2>>"$WORK/err" &
+  PID=$!
+  for _ in $(seq 4000); do grep -q 'listening on http' "$WORK/out" 2>/dev/null && break; sleep 0.005; done
+  URL=$(grep -o 'http://[0-9.:]*' "$WORK/out")
+}
+start_durin "$WORK/durin.toml"
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$PID/status"; }
 metric() { curl -s "$URL/metrics" | awk -v m="$1" '$1 ~ "^durin_"m"({|$)" {s += $2} END {print s+0}'; }
 load() { # label, then loadgen http arguments
@@ -90,3 +93,10 @@ load "kv GET, one hot object (reference)" --url "$URL/kv/hot/keys/a"
 load "sql point SELECT by primary key, 1 M rows" --url "$URL/sql/big/query" --method POST \
   --body '{"sql": "SELECT v FROM t WHERE id = abs(random() % 1000000) + 1"}'
 echo "resident memory: $(rss_kib) KiB; SQL connections open: $(metric sql_connections_open); objects: $(metric objects_live)"
+# The same point reads with a page cache that holds the whole table (a
+# per-class setting): what the reads cost when no page comes from the store.
+kill -TERM "$PID"; wait "$PID" 2>/dev/null || true
+printf '[classes.sql]\nsql_cache_bytes_max = 33554432\n' >"$WORK/big-cache.toml"
+start_durin "$WORK/big-cache.toml"
+load "sql point SELECT by primary key, 1 M rows, 32 MiB page cache" --url "$URL/sql/big/query" \
+  --method POST --body '{"sql": "SELECT v FROM t WHERE id = abs(random() % 1000000) + 1"}'
