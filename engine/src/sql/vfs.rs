@@ -3,7 +3,9 @@
 //!
 //! Page `n` of object `id`'s database lives under
 //! [`keys::sql_page_key`]`(id, n)`, encoded by [`super::page`] (zero runs
-//! left out), and the file's length in bytes under the engine record `sqlsize`. A
+//! left out), with up to [`DELTA_CHAIN_MAX`] small changes on top of it
+//! under [`keys::sql_delta_key`] (a commit logs what changed in a page,
+//! not the page), and the file's length in bytes under the engine record `sqlsize`. A
 //! read goes to the store (its overlay first, then fjall); a write is a
 //! store write, so it joins the event's group: SQL and KV writes of one
 //! event commit together, share the shard's group `fdatasync`, and roll
@@ -22,8 +24,10 @@
 //! to survive the connection.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::marker::PhantomData;
+use std::ops::Bound;
 use std::ptr;
 use std::sync::OnceLock;
 
@@ -179,7 +183,40 @@ pub(crate) fn delete_database(
     for page_no in 0..pages_of(size) {
         store.delete(&id.0, &keys::sql_page_key(id, page_no));
     }
+    for key in delta_keys(store, id)? {
+        store.delete(&id.0, &key);
+    }
     Ok(Some(write_size(store, id, 0)))
+}
+
+/// Every delta key `id`'s database has.
+fn delta_keys(store: &ShardStore, id: &ObjectId) -> Result<Vec<Vec<u8>>, StorageError> {
+    let (lo, hi) = keys::sql_deltas_range(id);
+    let mut found = Vec::new();
+    store.scan(
+        &id.0,
+        (Bound::Included(&lo[..]), Bound::Excluded(&hi[..])),
+        false,
+        |key, _| {
+            found.push(key.to_vec());
+            true
+        },
+    )?;
+    Ok(found)
+}
+
+/// How many deltas each page of `id`'s database has on top of its whole
+/// version (pages without any are absent).
+fn delta_counts(store: &ShardStore, id: &ObjectId) -> Result<HashMap<u32, u8>, StorageError> {
+    let mut counts = HashMap::new();
+    for key in delta_keys(store, id)? {
+        let (page_no, n) = keys::parse_sql_delta_key(&key).ok_or(StorageError::CorruptRecord {
+            what: "sql delta key",
+        })?;
+        let count = counts.entry(page_no).or_insert(0u8);
+        *count = (*count).max(n + 1);
+    }
+    Ok(counts)
 }
 
 /// Pages a file of `size` bytes spans.
@@ -191,7 +228,18 @@ fn pages_of(size: u64) -> u32 {
 struct ObjectFile {
     id: ObjectId,
     size_bytes: u64,
+    /// Deltas stored on top of each page's whole version (see
+    /// [`write_page`]). Like `size_bytes`, it is right for as long as the
+    /// connection lives: every store rollback that takes back VFS writes
+    /// also closes the connection.
+    deltas: HashMap<u32, u8>,
 }
+
+/// Most deltas on top of a page before it is written whole again: a read
+/// of a page the cache lacks costs one store read per delta.
+pub const DELTA_CHAIN_MAX: u8 = 8;
+/// A change bigger than this is written as a whole page.
+const DELTA_BYTES_MAX: usize = PAGE_BYTES / 4;
 
 enum FileState {
     Object(ObjectFile),
@@ -213,22 +261,73 @@ fn read_page(
     page_no: u32,
     page: &mut [u8; PAGE_BYTES],
 ) -> Result<(), StorageError> {
+    let corrupt = |page::CorruptPage| StorageError::CorruptRecord { what: "sql page" };
     match store.get(&file.id.0, &keys::sql_page_key(&file.id, page_no))? {
-        Some(stored) => page::decode(&stored, page)
-            .map_err(|page::CorruptPage| StorageError::CorruptRecord { what: "sql page" }),
-        None => {
-            page.fill(0);
-            Ok(())
-        }
+        Some(stored) => page::decode(&stored, page).map_err(corrupt)?,
+        None => page.fill(0),
     }
+    for n in 0..file.deltas.get(&page_no).copied().unwrap_or(0) {
+        let key = keys::sql_delta_key(&file.id, page_no, n);
+        let delta = store
+            .get(&file.id.0, &key)?
+            .ok_or(StorageError::CorruptRecord { what: "sql delta" })?;
+        page::apply(&delta, page).map_err(corrupt)?;
+    }
+    Ok(())
 }
 
-fn write_page(store: &mut ShardStore, file: &ObjectFile, page_no: u32, page: &[u8]) -> Seq {
-    ENCODED.with(|buf| {
+/// Writes page `page_no`: as a delta on top of what is stored when the
+/// change is small (an insert into a leaf changes its header, a cell
+/// pointer and the new cell: tens of bytes of 4 KiB), else whole, which
+/// drops the page's deltas. What the log carries per commit is then
+/// about what changed, not a page per dirty page.
+fn write_page(
+    store: &mut ShardStore,
+    file: &mut ObjectFile,
+    page_no: u32,
+    page: &[u8],
+) -> Result<Option<Seq>, StorageError> {
+    let count = file.deltas.get(&page_no).copied().unwrap_or(0);
+    let exists = page_no < pages_of(file.size_bytes);
+    if exists && count < DELTA_CHAIN_MAX {
+        let mut old = [0u8; PAGE_BYTES];
+        read_page(store, file, page_no, &mut old)?;
+        let seq = ENCODED.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            if !page::diff(&old, page, &mut buf, DELTA_BYTES_MAX) {
+                return None;
+            }
+            if buf.is_empty() {
+                // Unchanged: nothing to write.
+                return Some(None);
+            }
+            let key = keys::sql_delta_key(&file.id, page_no, count);
+            Some(Some(store.put(&file.id.0, &key, &buf)))
+        });
+        match seq {
+            Some(Some(seq)) => {
+                file.deltas.insert(page_no, count + 1);
+                return Ok(Some(seq));
+            }
+            // Unchanged: nothing written, nothing to wait for.
+            Some(None) => return Ok(None),
+            None => {}
+        }
+    }
+    let seq = ENCODED.with(|buf| {
         let mut buf = buf.borrow_mut();
         page::encode(page, &mut buf);
         store.put(&file.id.0, &keys::sql_page_key(&file.id, page_no), &buf)
-    })
+    });
+    drop_deltas(store, file, page_no);
+    Ok(Some(seq))
+}
+
+/// Deletes the deltas of page `page_no` (its whole version is new, or gone).
+fn drop_deltas(store: &mut ShardStore, file: &mut ObjectFile, page_no: u32) {
+    for n in 0..file.deltas.remove(&page_no).unwrap_or(0) {
+        note_write(store.delete(&file.id.0, &keys::sql_delta_key(&file.id, page_no, n)));
+    }
 }
 
 fn read_object(
@@ -269,15 +368,17 @@ fn write_object(
         let n = (PAGE_BYTES - within).min(data.len() - done);
         let page_no = (pos / PAGE_BYTES as u64) as u32;
         let seq = if n == PAGE_BYTES {
-            write_page(store, file, page_no, &data[done..done + n])
+            write_page(store, file, page_no, &data[done..done + n])?
         } else {
             // A partial page (SQLite writes whole pages of the main
             // database, but the header may be written alone).
             read_page(store, file, page_no, &mut page)?;
             page[within..within + n].copy_from_slice(&data[done..done + n]);
-            write_page(store, file, page_no, &page)
+            write_page(store, file, page_no, &page)?
         };
-        note_write(seq);
+        if let Some(seq) = seq {
+            note_write(seq);
+        }
         done += n;
     }
     let end = offset + data.len() as u64;
@@ -295,6 +396,7 @@ fn truncate_object(store: &mut ShardStore, file: &mut ObjectFile, size: u64) {
     }
     for page_no in pages_of(size)..pages_of(file.size_bytes) {
         note_write(store.delete(&file.id.0, &keys::sql_page_key(&file.id, page_no)));
+        drop_deltas(store, file, page_no);
     }
     file.size_bytes = size;
     note_write(write_size(store, &file.id, size));
@@ -497,10 +599,16 @@ unsafe extern "C" fn x_open(
         let Some(id) = name.to_str().ok().and_then(|n| ObjectId::from_hex(n).ok()) else {
             return ffi::SQLITE_CANTOPEN;
         };
-        let Some(size_bytes) = with_store(|store| read_size(store, &id)) else {
+        let Some((size_bytes, deltas)) =
+            with_store(|store| Ok((read_size(store, &id)?, delta_counts(store, &id)?)))
+        else {
             return ffi::SQLITE_CANTOPEN;
         };
-        FileState::Object(ObjectFile { id, size_bytes })
+        FileState::Object(ObjectFile {
+            id,
+            size_bytes,
+            deltas,
+        })
     } else {
         FileState::Memory(Vec::new())
     };
