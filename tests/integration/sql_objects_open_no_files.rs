@@ -4,6 +4,7 @@
 //! printed for PERF.md.
 
 use crate::harness::Server;
+use crate::kv_client::metric_total;
 
 const OBJECTS: usize = 10_000;
 
@@ -24,7 +25,12 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn ten_thousand_databases_open_no_file_each() {
-    let server = Server::start(2);
+    // Connections stay open for the whole run (the default closes them
+    // after 10 s idle): all ten thousand are live at the end.
+    let server = Server::builder()
+        .cores(2)
+        .config("[classes.sql]\nsql_idle_timeout_ms = 600000\nidle_timeout_ms = 600000\n")
+        .start();
     let pid = server.pid();
     let mut conn = server.connect();
     let create = br#"{"sql": "CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v TEXT)"}"#;
@@ -40,8 +46,9 @@ fn ten_thousand_databases_open_no_file_each() {
     }
     let fds_after = open_fds(pid);
     let rss_after = rss_kib(pid);
+    let open = metric_total(&mut conn, "durin_sql_connections_open");
     eprintln!(
-        "{OBJECTS} SQL objects: fds {fds_before} -> {fds_after}, RSS {rss_before} KiB -> {rss_after} KiB ({} bytes per object)",
+        "{OBJECTS} SQL objects: fds {fds_before} -> {fds_after}, RSS {rss_before} KiB -> {rss_after} KiB ({} bytes per object), {open} SQL connections open",
         (rss_after.saturating_sub(rss_before)) * 1024 / OBJECTS as u64
     );
     // Log segments may roll over meanwhile; nothing grows per object.
