@@ -485,4 +485,27 @@ mod tests {
         assert_eq!(common.idle_timeout_ms, 50);
         assert_eq!(table.get("limit").and_then(|v| v.as_integer()), Some(3));
     }
+
+    #[test]
+    fn sql_limits_are_read_per_class_and_bounded() {
+        let config = Config::parse(
+            "[classes.sql]\nsql_statement_time_ms = 250\nsql_bound_params_max = 10\n",
+        )
+        .expect("valid");
+        let (common, table) = config.class_settings("sql").expect("valid");
+        assert_eq!(common.sql.statement_time_ms, 250);
+        assert_eq!(common.sql.bound_params_max, 10);
+        assert_eq!(common.sql.columns_max, 100, "the rest keep their defaults");
+        assert!(table.is_empty(), "the common keys are taken out");
+        for bad in [
+            "sql_statement_time_ms = 0",
+            "sql_statement_time_ms = 600001",
+            "sql_bound_params_max = 40000",
+            "sql_columns_max = -1",
+        ] {
+            let config = Config::parse(&format!("[classes.sql]\n{bad}\n")).expect("parses");
+            assert!(config.class_settings("sql").is_err(), "{bad}");
+        }
+        assert!(Config::parse("[server]\nsql_connections_max_per_shard = 0\n").is_err());
+    }
 }
