@@ -25,7 +25,10 @@ use crate::ObjectId;
 /// text is refused before it could reach the cache.
 const BEGIN_SQL: &str = "BEGIN";
 const COMMIT_SQL: &str = "COMMIT";
-const PAGE_COUNT_SQL: &str = "PRAGMA page_count";
+/// The table-valued form: SQLite re-prepares a plain `PRAGMA page_count`
+/// every time it runs (~3 % of a point read over HTTP); this one stays
+/// prepared.
+const PAGE_COUNT_SQL: &str = "SELECT page_count FROM pragma_page_count()";
 const FREELIST_COUNT_SQL: &str = "PRAGMA freelist_count";
 const INTERNAL_SQL: [&str; 4] = [BEGIN_SQL, COMMIT_SQL, PAGE_COUNT_SQL, FREELIST_COUNT_SQL];
 
@@ -269,9 +272,9 @@ impl SqlDb {
         std::mem::take(&mut self.lost)
     }
 
-    /// (page_count − freelist_count) × page_size. Two plain PRAGMAs,
-    /// each prepared once: a join of the table-valued pragma functions
-    /// cost ~80 µs to prepare on every newly opened connection. The page
+    /// (page_count − freelist_count) × page_size. Two statements, each
+    /// prepared once per connection: one join of three table-valued
+    /// pragma functions cost ~80 µs to prepare on a new connection. The page
     /// size is durin's: it sets it before the database has a page.
     pub(crate) fn database_size(&self) -> Result<u64, SqlError> {
         guard::internal(|| {
