@@ -118,8 +118,8 @@ impl Default for ServerBuilder {
 }
 
 impl ServerBuilder {
-    /// A builder with the built-in classes `chat`, `counter`, `kv` and
-    /// `ratelimit`.
+    /// A builder with the built-in classes `chat`, `counter`, `kv`,
+    /// `ratelimit` and `sql`.
     pub fn new() -> Self {
         ServerBuilder::empty()
             .class_with_config("chat", crate::classes::chat::factory)
@@ -127,6 +127,9 @@ impl ServerBuilder {
             .class_with_config("kv", |t| Ok(Arc::new(KvClass::from_config(t)?)))
             .class_with_config("ratelimit", |t| {
                 Ok(Arc::new(RateLimitClass::from_config(t)?))
+            })
+            .class_with_config("sql", |t| {
+                Ok(Arc::new(crate::classes::sql::SqlClass::from_config(t)?))
             })
     }
 

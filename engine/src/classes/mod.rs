@@ -6,6 +6,7 @@ pub mod chat;
 pub mod counter;
 pub mod kv;
 pub mod ratelimit;
+pub mod sql;
 
 /// Writes `{"value": N}`-style JSON number fields without going through a
 /// formatter that allocates.
