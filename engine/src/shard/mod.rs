@@ -301,7 +301,7 @@ impl Shard {
             Box::new(move || committer_waker.wake()),
             &setup.partitions,
         )
-        .map_err(|e| format!("shard {index}: opening storage: {e}"))?;
+        .map_err(|e| format!("shard {index}: opening {}", describe_storage_failure(&e)))?;
         let limits = Limits {
             header_bytes_max: setup.server.header_bytes_max,
             body_bytes_max: setup.server.body_bytes_max,
