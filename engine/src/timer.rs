@@ -13,7 +13,7 @@ use std::collections::BinaryHeap;
 /// of timers due in the same tick) gives its memory back once it empties.
 const SLOT_CAPACITY_KEPT: usize = 64;
 /// The far heap shrinks once at most a quarter of its capacity is used and
-/// it is bigger than this.
+/// it is more than four times this.
 const FAR_CAPACITY_KEPT: usize = 1024;
 /// The most far entries one shrink moves, so that it takes at most a few
 /// milliseconds of an advance; a heap with more keeps its capacity, which
@@ -144,9 +144,7 @@ impl<T> TimerWheel<T> {
             }
         }
         let far_len = self.far.len();
-        if self.far.capacity() > FAR_CAPACITY_KEPT
-            && far_len * 4 <= self.far.capacity()
-            && far_len <= FAR_SHRINK_LEN_MAX
+        if self.far.capacity() > 4 * far_len.max(FAR_CAPACITY_KEPT) && far_len <= FAR_SHRINK_LEN_MAX
         {
             self.far.shrink_to((far_len * 2).max(FAR_CAPACITY_KEPT));
         }

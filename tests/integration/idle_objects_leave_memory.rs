@@ -56,7 +56,7 @@ fn a_busy_object_is_not_evicted() {
 
 #[test]
 fn the_object_table_gives_its_memory_back_once_its_objects_left() {
-    const OBJECTS: usize = 3_000;
+    const OBJECTS: usize = 10_000;
     const THREADS: usize = 4;
     let server = Server::start_with_config(1, "[classes.counter]\nidle_timeout_ms = 300\n");
     let addr = server.addr();
@@ -80,9 +80,9 @@ fn the_object_table_gives_its_memory_back_once_its_objects_left() {
         evicted,
         "{OBJECTS} objects grew the table to {grown} slots; once they left it still holds {capacity}"
     );
-    // The table shrinks to its floor (1,024 slots, which the ID index
-    // rounds up to its own bucket count).
-    assert!(capacity <= 2048, "{capacity} slots held for no object");
+    // The table shrinks until it is within four times its floor of 1,024
+    // slots (a table just shrunk is left alone).
+    assert!(capacity <= 4096, "{capacity} slots held for no object");
     assert_eq!(increment(&mut server.connect(), "touched-once-7"), 2);
 }
 
