@@ -134,10 +134,10 @@ impl Shard {
             };
             metrics::add(&self.metrics.http_requests_total, 1);
             let (len, keep_alive) = (req.len, req.keep_alive);
-            match self.target(req.method, req.path, req.query) {
+            let upgrade = ws::handshake::is_upgrade(req.headers);
+            match self.target(req.method, req.path, req.query, upgrade) {
                 Target::Object { class, id, rest } => {
                     let owner = self.store.layout().shard_of(&id.0, self.shards);
-                    let upgrade = ws::handshake::is_upgrade(req.headers);
                     if upgrade && owner != self.index {
                         // The connection itself moves to the owner, with
                         // this request still unread in its input.
@@ -255,8 +255,14 @@ impl Shard {
     /// Resolves a path: `/healthz`, `/metrics`, `POST /{class}/new`, or
     /// `/{class}/{name}[/rest]`, where the name may be `id:{32 hex digits}`
     /// to address an object by ID (names starting with `id:` are taken).
-    fn target<'a>(&mut self, method: &str, path: &'a str, query: Option<&str>) -> Target<'a> {
-        let target = self.route(method, path, query);
+    fn target<'a>(
+        &mut self,
+        method: &str,
+        path: &'a str,
+        query: Option<&str>,
+        upgrade: bool,
+    ) -> Target<'a> {
+        let target = self.route(method, path, query, upgrade);
         let builtin = matches!(
             target,
             Target::Healthz | Target::Metrics | Target::Static { .. }
@@ -267,7 +273,13 @@ impl Shard {
         target
     }
 
-    fn route<'a>(&mut self, method: &str, path: &'a str, query: Option<&str>) -> Target<'a> {
+    fn route<'a>(
+        &mut self,
+        method: &str,
+        path: &'a str,
+        query: Option<&str>,
+        upgrade: bool,
+    ) -> Target<'a> {
         match path {
             "/healthz" => return Target::Healthz,
             "/metrics" => return Target::Metrics,
@@ -305,13 +317,10 @@ impl Shard {
         let Some((class_name, after_class)) = after_slash.split_once('/') else {
             return Target::NotFound;
         };
-        let Some((class, _)) = self.registry.find(class_name) else {
+        let Some((class, entry)) = self.registry.find(class_name) else {
             return Target::NotFound;
         };
-        let (encoded_name, rest) = match after_class.find('/') {
-            Some(i) => (&after_class[..i], &after_class[i..]),
-            None => (after_class, ""),
-        };
+        let (encoded_name, rest) = split_name(after_class, entry.class.name_path(), upgrade);
         if encoded_name.is_empty() {
             return Target::NotFound;
         }
@@ -472,32 +481,36 @@ impl Shard {
         let mut deferred = false;
         let mut headers = [httparse_empty(); HEADERS_MAX];
         match parse_request(&bytes, &mut headers, &self.limits) {
-            Ok(Parsed::Complete(req)) => match self.target(req.method, req.path, req.query) {
-                Target::Object { class, id, rest } => {
-                    assert_eq!(
-                        self.store.layout().shard_of(&id.0, self.shards),
-                        self.index,
-                        "requests are forwarded to the owner of their object"
-                    );
-                    let obj_req = object::Request {
-                        method: req.method,
-                        path: rest,
-                        query: req.query,
-                        headers: req.headers,
-                        body: req.body,
-                    };
-                    let target = ReplyTarget::HttpRemote {
-                        from,
-                        token,
-                        keep_alive: req.keep_alive,
-                    };
-                    (gate, deferred) = self.run_object(class, id, &obj_req, target);
-                    if !deferred {
-                        self.write_object_response(&mut reply, req.keep_alive);
+            // Upgrades move with their connection; forwarded requests are
+            // plain HTTP.
+            Ok(Parsed::Complete(req)) => {
+                match self.target(req.method, req.path, req.query, false) {
+                    Target::Object { class, id, rest } => {
+                        assert_eq!(
+                            self.store.layout().shard_of(&id.0, self.shards),
+                            self.index,
+                            "requests are forwarded to the owner of their object"
+                        );
+                        let obj_req = object::Request {
+                            method: req.method,
+                            path: rest,
+                            query: req.query,
+                            headers: req.headers,
+                            body: req.body,
+                        };
+                        let target = ReplyTarget::HttpRemote {
+                            from,
+                            token,
+                            keep_alive: req.keep_alive,
+                        };
+                        (gate, deferred) = self.run_object(class, id, &obj_req, target);
+                        if !deferred {
+                            self.write_object_response(&mut reply, req.keep_alive);
+                        }
                     }
+                    other => self.write_builtin(other, req.method, &mut reply, req.keep_alive),
                 }
-                other => self.write_builtin(other, req.method, &mut reply, req.keep_alive),
-            },
+            }
             // The origin parsed this exact request before forwarding it.
             _ => unreachable!("a forwarded request is a complete, valid request"),
         }
@@ -537,6 +550,27 @@ impl Shard {
         self.conns.put_back(index, conn);
         self.after_input(index, generation);
         self.dirty.push(index);
+    }
+}
+
+/// Splits what follows `/{class}/` into the encoded object name and the
+/// request's path, as the class reads names.
+fn split_name(after_class: &str, name_path: object::NamePath, upgrade: bool) -> (&str, &str) {
+    match name_path {
+        object::NamePath::Segment => match after_class.find('/') {
+            Some(i) => (&after_class[..i], &after_class[i..]),
+            None => (after_class, ""),
+        },
+        object::NamePath::Rest { suffixes } => {
+            let suffix = suffixes
+                .iter()
+                .filter(|_| !upgrade)
+                .find(|s| after_class.len() > s.len() && after_class.ends_with(*s));
+            match suffix {
+                Some(s) => after_class.split_at(after_class.len() - s.len()),
+                None => (after_class, ""),
+            }
+        }
     }
 }
 
