@@ -43,3 +43,5 @@ mod unknown_routes;
 mod websocket_hibernation;
 mod websocket_protocol;
 mod ws_client;
+mod yjs_clients;
+mod yjs_protocol;
