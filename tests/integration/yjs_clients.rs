@@ -76,6 +76,8 @@ fn run_clients(args: &[String], mut restart: impl FnMut()) -> String {
     let left = deadline.saturating_duration_since(Instant::now());
     let status = wait_with_deadline(&mut child.0, left);
     let stderr = stderr.join().expect("the stderr reader does not panic");
+    // Shown with --nocapture: what each phase measured.
+    eprintln!("{stderr}");
     assert!(
         status.is_some_and(|s| s.success()),
         "clients.mjs failed ({status:?})\n--- clients.mjs stderr ---\n{stderr}"

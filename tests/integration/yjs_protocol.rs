@@ -333,3 +333,42 @@ fn awareness_is_relayed_echoed_and_removed_when_a_socket_closes() {
         [removal]
     );
 }
+
+#[test]
+fn a_hibernated_room_still_tells_new_joiners_who_is_present() {
+    let config = "[classes.doc]\nhibernation_timeout_ms = 100\n";
+    let server = Server::start_with_config(1, config);
+    let mut conn = server.connect();
+    let mut alice = join(&server, "sleepy");
+    let entry = protocol::AwarenessEntry {
+        client_id: 21,
+        clock: 3,
+        state: r#"{"user":{"name":"alice"}}"#,
+    };
+    send_binary(&mut alice, &protocol::encode_awareness([entry].into_iter()));
+    recv_binary(&mut alice);
+    let hibernated = eventually(Duration::from_secs(10), || {
+        metric_total(&mut conn, "durin_objects_hibernated_total") >= 1
+            && metric_total(&mut conn, "durin_objects_live") == 0
+    });
+    assert!(hibernated, "the room hibernated with its socket open");
+
+    let mut bob = join(&server, "sleepy");
+    let frame = recv_binary(&mut bob);
+    let Ok(Decoded::Awareness(payload)) = protocol::decode(&frame) else {
+        panic!("the present states after the wake: {frame:?}");
+    };
+    assert_eq!(
+        protocol::decode_awareness(payload).expect("decodes"),
+        [entry]
+    );
+    drop(alice);
+    let frame = recv_binary(&mut bob);
+    let Ok(Decoded::Awareness(payload)) = protocol::decode(&frame) else {
+        panic!("the removal after the wake: {frame:?}");
+    };
+    assert_eq!(
+        protocol::decode_awareness(payload).expect("decodes")[0].state,
+        "null"
+    );
+}
