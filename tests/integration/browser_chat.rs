@@ -29,7 +29,7 @@ const SCRIPT_STDERR_BYTES_MAX: u64 = 64 * 1024;
 
 const CORES: usize = 2;
 
-fn browser_dir() -> PathBuf {
+pub(crate) fn browser_dir() -> PathBuf {
     // The integration tests belong to the `durin` package in engine/.
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/browser")
 }
@@ -45,7 +45,7 @@ impl Drop for KillOnDrop {
 }
 
 /// Runs `tests/browser/setup.sh`, or panics with its output and what to do.
-fn setup() {
+pub(crate) fn setup() {
     let dir = tempfile::tempdir().expect("a temp dir can be created");
     let log_path = dir.path().join("setup.log");
     let log = File::create(&log_path).expect("the setup log can be created");

@@ -21,6 +21,10 @@ pub const OBJECT_NAME_BYTES_MAX: usize = 512;
 /// The browser client and the demo chat page.
 static CLIENT_JS: &[u8] = include_bytes!("../../static/durin.js");
 static CHAT_HTML: &[u8] = include_bytes!("../../static/chat.html");
+/// The collaborative editor demo and its bundle (built from
+/// engine/static/editor-src by its build.sh).
+static EDITOR_HTML: &[u8] = include_bytes!("../../static/editor.html");
+static EDITOR_JS: &[u8] = include_bytes!("../../static/editor.js");
 
 /// The interim answer to `Expect: 100-continue`: send the body.
 static CONTINUE_RESPONSE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -293,6 +297,18 @@ impl Shard {
                 return Target::Static {
                     body: CHAT_HTML,
                     content_type: "text/html; charset=utf-8",
+                }
+            }
+            "/_client/editor.html" => {
+                return Target::Static {
+                    body: EDITOR_HTML,
+                    content_type: "text/html; charset=utf-8",
+                }
+            }
+            "/_client/editor.js" => {
+                return Target::Static {
+                    body: EDITOR_JS,
+                    content_type: "text/javascript; charset=utf-8",
                 }
             }
             _ => {}
