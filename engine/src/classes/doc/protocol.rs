@@ -306,10 +306,7 @@ mod tests {
             Reader::new(&endless).var_uint("x"),
             Err(ProtocolError::VarUintTooLarge)
         );
-        let mut big = Vec::new();
-        for _ in 0..7 {
-            big.push(0xff);
-        }
+        let mut big = vec![0xff; 7];
         big.push(0x7f);
         assert_eq!(
             Reader::new(&big).var_uint("x"),

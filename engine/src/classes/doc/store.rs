@@ -14,6 +14,9 @@
 
 use crate::object::{ListOptions, Storage, StorageError};
 
+/// A key and its value, as `list` gives them.
+type Entry = (Vec<u8>, Vec<u8>);
+
 /// Largest value the doc class writes (a class configured with a smaller
 /// `value_bytes_max` cannot store documents).
 pub const CHUNK_BYTES: usize = 64 * 1024;
@@ -171,14 +174,11 @@ pub fn load(s: &mut Storage<'_, '_>, meta: &Meta) -> Result<Stored, StorageError
 }
 
 /// Every entry under a one-byte prefix, in key order.
-fn list_prefix(
-    s: &mut Storage<'_, '_>,
-    prefix: u8,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+fn list_prefix(s: &mut Storage<'_, '_>, prefix: u8) -> Result<Vec<Entry>, StorageError> {
     let prefix = [prefix];
     let mut all = Vec::new();
     loop {
-        let after = all.last().map(|(k, _): &(Vec<u8>, Vec<u8>)| k.clone());
+        let after = all.last().map(|(k, _): &Entry| k.clone());
         let page = s.list(&ListOptions {
             prefix: Some(&prefix),
             start_after: after.as_deref(),
