@@ -161,7 +161,37 @@ async function coldOpen () {
   console.log(JSON.stringify({ open_ms: Math.round(ms), doc_bytes: body.length, text_length: doc.getText('t').length }))
 }
 
-const modes = { deliveries, memory, fill: coldFill, open: coldOpen }
+/** Fills `rooms` docs, each with `edits` 10-character edits at random places. */
+async function fillMany () {
+  const rooms = num('rooms', 200)
+  const edits = num('edits', 100)
+  for (let r = 0; r < rooms; r++) {
+    const doc = new Y.Doc()
+    const text = doc.getText('t')
+    for (let e = 0; e < edits; e++) {
+      const before = Y.encodeStateVector(doc)
+      text.insert(Math.floor(Math.random() * (text.length + 1)), 'abcdefghij')
+      const res = await fetch(`${args.http}/loaded-${r}`, { method: 'POST', body: Y.encodeStateAsUpdate(doc, before) })
+      if (res.status !== 204) throw new Error(`POST answered ${res.status}`)
+    }
+  }
+  console.log(JSON.stringify({ rooms, edits }))
+}
+
+/** Loads every doc `fillMany` wrote (a GET loads it) and prints RSS growth. */
+async function openMany () {
+  const rooms = num('rooms', 200)
+  const pid = num('pid')
+  const before = rssBytes(pid)
+  for (let r = 0; r < rooms; r++) {
+    const res = await fetch(`${args.http}/loaded-${r}`)
+    await res.arrayBuffer()
+  }
+  await sleep(500)
+  console.log(JSON.stringify({ rooms, rss_growth_bytes_per_loaded_doc: Math.round((rssBytes(pid) - before) / rooms) }))
+}
+
+const modes = { deliveries, memory, fill: coldFill, open: coldOpen, 'fill-many': fillMany, 'open-many': openMany }
 if (!modes[mode]) {
   console.error('usage: node bench.mjs deliveries|memory|fill|open --ws URL | --http URL ...')
   process.exit(2)

@@ -333,12 +333,16 @@ impl DocRoom {
             let meta = self.meta(ctx)?;
             let stored = store::load(&mut ctx.storage(), &meta)?;
             let mut doc = YDoc::new();
-            for update in stored.snapshot.iter().chain(stored.log.iter()) {
-                if let Err(e) = doc.apply(update) {
-                    // It decoded when it was logged; yrs refused it whole
-                    // then or now, and every load skips it alike.
-                    log::debug!("doc {}: a logged update is skipped: {e}", ctx.id());
+            if let Some(snapshot) = &stored.snapshot {
+                if let Err(e) = doc.apply(snapshot) {
+                    log::warn!("doc {}: the snapshot does not apply: {e}", ctx.id());
                 }
+            }
+            // Each entry decoded when it was logged; one yrs refuses is
+            // skipped by every load alike.
+            let skipped = doc.apply_all(&stored.log);
+            if skipped > 0 {
+                log::debug!("doc {}: {skipped} logged updates skipped", ctx.id());
             }
             self.doc = Some(doc);
         }

@@ -111,6 +111,27 @@ impl YDoc {
         Ok(())
     }
 
+    /// Applies many updates in order, as one merged update when together
+    /// they leave no gap (a cold open of a long log integrates once instead
+    /// of once per entry), else one by one. Returns how many were refused.
+    pub fn apply_all(&mut self, updates: &[Vec<u8>]) -> usize {
+        if updates.len() > 1 {
+            let decoded: Result<Vec<Update>, YError> =
+                updates.iter().map(|u| decode_update(u)).collect();
+            if let Ok(decoded) = decoded {
+                let merged = catch_unwind(AssertUnwindSafe(|| Update::merge_updates(decoded)));
+                if let Ok(merged) = merged {
+                    let sv = self.doc.transact().state_vector();
+                    if !has_gap(&merged, &sv) && self.integrate(merged).is_ok() {
+                        self.retry_pending();
+                        return 0;
+                    }
+                }
+            }
+        }
+        updates.iter().filter(|u| self.apply(u).is_err()).count()
+    }
+
     fn integrate(&mut self, update: Update) -> Result<(), YError> {
         let mut txn = self.doc.transact_mut();
         match catch_unwind(AssertUnwindSafe(|| txn.apply_update(update))) {
@@ -234,6 +255,18 @@ mod tests {
         guarded.apply(&edits[0]).expect("applies");
         guarded.apply(&edits[2]).expect("held");
         assert_eq!(guarded.text("t"), "a", "as yjs 13 shows it");
+    }
+
+    #[test]
+    fn a_log_applied_at_once_equals_the_log_applied_one_by_one() {
+        let edits = three_edits();
+        let mut at_once = YDoc::new();
+        assert_eq!(at_once.apply_all(&edits), 0);
+        assert_eq!(at_once.text("t"), "cab");
+        let mut gapped = YDoc::new();
+        assert_eq!(gapped.apply_all(&[edits[0].clone(), edits[2].clone()]), 0);
+        assert_eq!(gapped.text("t"), "a", "a gap falls back to one by one");
+        assert_eq!(gapped.pending().len(), 1);
     }
 
     #[test]
