@@ -372,3 +372,31 @@ fn a_hibernated_room_still_tells_new_joiners_who_is_present() {
         "null"
     );
 }
+
+#[test]
+fn a_socket_closed_for_a_bad_message_leaves_the_room_s_awareness() {
+    let server = Server::start(1);
+    let mut alice = join(&server, "rude");
+    let mut bob = join(&server, "rude");
+    let entry = protocol::AwarenessEntry {
+        client_id: 31,
+        clock: 2,
+        state: r#"{"user":{"name":"alice"}}"#,
+    };
+    send_binary(&mut alice, &protocol::encode_awareness([entry].into_iter()));
+    recv_binary(&mut bob);
+    send_binary(&mut alice, &[0, 9]);
+    assert_eq!(alice.ending(), Ending::Close(1007));
+    let frame = recv_binary(&mut bob);
+    let Ok(Decoded::Awareness(payload)) = protocol::decode(&frame) else {
+        panic!("the removal: {frame:?}");
+    };
+    let removal = protocol::AwarenessEntry {
+        state: "null",
+        ..entry
+    };
+    assert_eq!(
+        protocol::decode_awareness(payload).expect("decodes"),
+        [removal]
+    );
+}

@@ -251,7 +251,7 @@ impl DurableObject for DocRoom {
             Message::Binary(bytes) => bytes,
             Message::Text(_) => {
                 let reason = "the y-websocket protocol is binary";
-                let _ = ctx.close_websocket(ws, close::TEXT_MESSAGE, reason);
+                self.refuse(ws, close::TEXT_MESSAGE, reason, ctx);
                 return;
             }
         };
@@ -261,7 +261,7 @@ impl DurableObject for DocRoom {
                 bytes.len(),
                 self.config.update_bytes_max
             );
-            let _ = ctx.close_websocket(ws, close::TOO_LARGE, &reason);
+            self.refuse(ws, close::TOO_LARGE, &reason, ctx);
             return;
         }
         match protocol::decode(bytes) {
@@ -269,7 +269,7 @@ impl DurableObject for DocRoom {
             Ok(Decoded::Step2(update) | Decoded::Update(update)) => {
                 if let Err(e) = self.take_update(Some(ws), update, ctx) {
                     log::debug!("doc {}: update refused: {e}", ctx.id());
-                    let _ = ctx.close_websocket(ws, e.close_code(), &e.to_string());
+                    self.refuse(ws, e.close_code(), &e.to_string(), ctx);
                 }
             }
             Ok(Decoded::Awareness(payload)) => self.take_awareness(ws, payload, ctx),
@@ -284,7 +284,7 @@ impl DurableObject for DocRoom {
             Ok(Decoded::Auth) => {}
             Err(e) => {
                 log::debug!("doc {}: malformed message: {e}", ctx.id());
-                let _ = ctx.close_websocket(ws, close::MALFORMED, &e.to_string());
+                self.refuse(ws, close::MALFORMED, &e.to_string(), ctx);
             }
         }
     }
@@ -390,7 +390,7 @@ impl DocRoom {
         let sv = match ydoc::decode_state_vector(sv) {
             Ok(sv) => sv,
             Err(e) => {
-                let _ = ctx.close_websocket(ws, close::MALFORMED, &format!("state vector {e}"));
+                self.refuse(ws, close::MALFORMED, &format!("state vector {e}"), ctx);
                 return;
             }
         };
@@ -401,7 +401,7 @@ impl DocRoom {
             }
             Err(e) => {
                 log::warn!("doc {}: loading failed: {e}", ctx.id());
-                let _ = ctx.close_websocket(ws, close::STORAGE_FAILED, "storage failed");
+                self.refuse(ws, close::STORAGE_FAILED, "storage failed", ctx);
             }
         }
     }
@@ -475,7 +475,7 @@ impl DocRoom {
         let entries = match protocol::decode_awareness(payload) {
             Ok(entries) => entries,
             Err(e) => {
-                let _ = ctx.close_websocket(ws, close::MALFORMED, &e.to_string());
+                self.refuse(ws, close::MALFORMED, &e.to_string(), ctx);
                 return;
             }
         };
@@ -485,12 +485,12 @@ impl DocRoom {
             Ok(taken) => taken,
             Err(Refused::StateTooLarge { bytes, max }) => {
                 let reason = format!("awareness state of {bytes} bytes, at most {max}");
-                let _ = ctx.close_websocket(ws, close::TOO_LARGE, &reason);
+                self.refuse(ws, close::TOO_LARGE, &reason, ctx);
                 return;
             }
             Err(Refused::TooManyClients { max }) => {
                 let reason = format!("more than {max} awareness clients on one socket");
-                let _ = ctx.close_websocket(ws, close::TOO_MANY_CLIENTS, &reason);
+                self.refuse(ws, close::TOO_MANY_CLIENTS, &reason, ctx);
                 return;
             }
         };
@@ -505,6 +505,14 @@ impl DocRoom {
         // The sender too: its renewals coming back keep it connected.
         for socket in ctx.websockets(None) {
             let _ = ctx.send(socket, Message::Binary(&frame));
+        }
+    }
+
+    /// Closes a socket for what it sent. No close event follows a close
+    /// the object makes, so its awareness clients are removed here.
+    fn refuse(&mut self, ws: WebSocket, code: u16, reason: &str, ctx: &mut Context<'_>) {
+        if ctx.close_websocket(ws, code, reason).is_ok() {
+            self.leave(ws, ctx);
         }
     }
 
