@@ -181,9 +181,10 @@ async function fillMany () {
 /** Loads every doc `fillMany` wrote (a GET loads it) and prints RSS growth. */
 async function openMany () {
   const rooms = num('rooms', 200)
+  const from = num('from', 0)
   const pid = num('pid')
   const before = rssBytes(pid)
-  for (let r = 0; r < rooms; r++) {
+  for (let r = from; r < from + rooms; r++) {
     const res = await fetch(`${args.http}/loaded-${r}`)
     await res.arrayBuffer()
   }

@@ -111,24 +111,11 @@ impl YDoc {
         Ok(())
     }
 
-    /// Applies many updates in order, as one merged update when together
-    /// they leave no gap (a cold open of a long log integrates once instead
-    /// of once per entry), else one by one. Returns how many were refused.
+    /// Applies many updates in order; returns how many were refused.
+    /// One by one on purpose: yrs's `Update::merge_updates` is quadratic
+    /// in the number of updates (14.8 s to merge 20,000 one-character
+    /// updates, where applying them one by one takes 0.19 s).
     pub fn apply_all(&mut self, updates: &[Vec<u8>]) -> usize {
-        if updates.len() > 1 {
-            let decoded: Result<Vec<Update>, YError> =
-                updates.iter().map(|u| decode_update(u)).collect();
-            if let Ok(decoded) = decoded {
-                let merged = catch_unwind(AssertUnwindSafe(|| Update::merge_updates(decoded)));
-                if let Ok(merged) = merged {
-                    let sv = self.doc.transact().state_vector();
-                    if !has_gap(&merged, &sv) && self.integrate(merged).is_ok() {
-                        self.retry_pending();
-                        return 0;
-                    }
-                }
-            }
-        }
         updates.iter().filter(|u| self.apply(u).is_err()).count()
     }
 
@@ -258,14 +245,14 @@ mod tests {
     }
 
     #[test]
-    fn a_log_applied_at_once_equals_the_log_applied_one_by_one() {
+    fn a_whole_log_applies_in_order_and_holds_what_follows_a_gap() {
         let edits = three_edits();
         let mut at_once = YDoc::new();
         assert_eq!(at_once.apply_all(&edits), 0);
         assert_eq!(at_once.text("t"), "cab");
         let mut gapped = YDoc::new();
         assert_eq!(gapped.apply_all(&[edits[0].clone(), edits[2].clone()]), 0);
-        assert_eq!(gapped.text("t"), "a", "a gap falls back to one by one");
+        assert_eq!(gapped.text("t"), "a", "the update after the gap waits");
         assert_eq!(gapped.pending().len(), 1);
     }
 
@@ -279,3 +266,4 @@ mod tests {
         let _ = doc.doc.transact_mut().get_or_insert_text("t");
     }
 }
+
