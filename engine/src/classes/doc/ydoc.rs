@@ -26,6 +26,8 @@ use yrs::{ReadTxn, StateVector, Transact, Update};
 /// Updates held back for a gap, at most (a client that sends more is
 /// sending nonsense; the oldest are dropped from memory, not from the log).
 pub const PENDING_UPDATES_MAX: usize = 1024;
+/// Bytes of updates held back for a gap, at most (the oldest go first).
+pub const PENDING_BYTES_MAX: usize = 8 << 20;
 
 /// Why an update or state vector was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,10 +125,11 @@ impl YDoc {
     pub fn apply(&mut self, bytes: &[u8]) -> Result<(), YError> {
         let update = decode_update(bytes)?;
         if has_gap(&update, &self.doc.transact().state_vector()) {
-            if self.pending.len() >= PENDING_UPDATES_MAX {
-                self.pending.remove(0);
-            }
             self.pending.push(bytes.to_vec());
+            let mut held_bytes: usize = self.pending.iter().map(Vec::len).sum();
+            while self.pending.len() > PENDING_UPDATES_MAX || held_bytes > PENDING_BYTES_MAX {
+                held_bytes -= self.pending.remove(0).len();
+            }
             return Ok(());
         }
         self.integrate(update)?;
