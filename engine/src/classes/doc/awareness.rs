@@ -11,6 +11,9 @@
 //! - Every entry taken is sent to every socket, its sender included: a
 //!   lone client's renewal coming back is what keeps its 30 s liveness
 //!   timer from reconnecting it.
+//! - A state not renewed for [`OUTDATED_MS`] is removed, as the reference
+//!   server's awareness does (clients renew every 15 s). The relay checks
+//!   at each of the room's events, not on a timer of its own.
 //!
 //! The relay lives in the object only as a cache: each socket's owned
 //! clients and their last states are its attachment, so a room that
@@ -30,6 +33,10 @@ pub const STATE_BYTES_MAX_LIMIT: usize = 4000;
 /// forgotten (a state with its old clock could then come back).
 pub const REMOVED_CLIENTS_MAX: usize = 4096;
 
+/// A state not renewed for this long is removed (y-protocols'
+/// `outdatedTimeout`).
+pub const OUTDATED_MS: u64 = 30_000;
+
 /// The attachment format's version byte.
 const ATTACHMENT_VERSION: u8 = 1;
 
@@ -39,6 +46,8 @@ struct Client {
     /// JSON text; `None` once removed.
     state: Option<Box<str>>,
     owner: Option<WebSocket>,
+    /// When its state was last set or renewed.
+    updated_ms: u64,
 }
 
 /// What one socket sent that the relay cannot take.
@@ -63,6 +72,7 @@ impl Relay {
         from: WebSocket,
         entries: &[AwarenessEntry<'_>],
         state_bytes_max: usize,
+        now_ms: u64,
     ) -> Result<Vec<u64>, Refused> {
         if let Some(e) = entries.iter().find(|e| e.state.len() > state_bytes_max) {
             return Err(Refused::StateTooLarge {
@@ -101,6 +111,7 @@ impl Relay {
                         clock: entry.clock,
                         state: Some(entry.state.into()),
                         owner: Some(from),
+                        updated_ms: now_ms,
                     },
                 );
             }
@@ -125,6 +136,26 @@ impl Relay {
             self.remember_removed(id, clock);
         }
         removed
+    }
+
+    /// Removes the states not renewed for [`OUTDATED_MS`], keeping their
+    /// clocks; returns their IDs and the sockets that owned them.
+    pub fn remove_outdated(&mut self, now_ms: u64) -> Vec<(u64, Option<WebSocket>)> {
+        let outdated: Vec<(u64, Option<WebSocket>, u64)> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| {
+                c.state.is_some() && now_ms.saturating_sub(c.updated_ms) >= OUTDATED_MS
+            })
+            .map(|(&id, c)| (id, c.owner, c.clock))
+            .collect();
+        for &(id, _, clock) in &outdated {
+            self.remember_removed(id, clock);
+        }
+        outdated
+            .into_iter()
+            .map(|(id, owner, _)| (id, owner))
+            .collect()
     }
 
     /// The client IDs `ws` owns and that are present.
@@ -178,7 +209,12 @@ impl Relay {
 
     /// Takes back what a socket's attachment recorded (after a wake); the
     /// newer clock wins where two sockets claim one client.
-    pub fn restore(&mut self, ws: WebSocket, attachment: &[u8]) -> Result<(), ProtocolError> {
+    pub fn restore(
+        &mut self,
+        ws: WebSocket,
+        attachment: &[u8],
+        now_ms: u64,
+    ) -> Result<(), ProtocolError> {
         let Some((&version, rest)) = attachment.split_first() else {
             return Ok(());
         };
@@ -199,6 +235,9 @@ impl Relay {
                         clock,
                         state: Some(state.into()),
                         owner: Some(ws),
+                        // The renewal time is not kept: a woken room
+                        // gives every state a full timeout again.
+                        updated_ms: now_ms,
                     },
                 );
             }
@@ -213,6 +252,7 @@ impl Relay {
                 clock,
                 state: None,
                 owner: None,
+                updated_ms: 0,
             },
         );
         self.removed.push_back(id);
@@ -251,30 +291,33 @@ mod tests {
     #[test]
     fn a_newer_clock_wins_and_an_older_one_is_ignored() {
         let mut relay = Relay::default();
-        assert_eq!(relay.apply(A, &[entry(7, 0, "{}")], 100), Ok(vec![]));
+        assert_eq!(relay.apply(A, &[entry(7, 0, "{}")], 100, 0), Ok(vec![]));
         assert_eq!(
-            relay.apply(A, &[entry(7, 2, "{\"a\":1}")], 100),
+            relay.apply(A, &[entry(7, 2, "{\"a\":1}")], 100, 0),
             Ok(vec![7])
         );
-        assert_eq!(relay.apply(A, &[entry(7, 1, "{\"a\":0}")], 100), Ok(vec![]));
+        assert_eq!(
+            relay.apply(A, &[entry(7, 1, "{\"a\":0}")], 100, 0),
+            Ok(vec![])
+        );
         assert_eq!(relay.present(), vec![7]);
     }
 
     #[test]
     fn a_renewal_with_the_same_state_is_taken_to_be_echoed() {
         let mut relay = Relay::default();
-        relay.apply(A, &[entry(7, 1, "{}")], 100).expect("taken");
-        assert_eq!(relay.apply(A, &[entry(7, 2, "{}")], 100), Ok(vec![7]));
+        relay.apply(A, &[entry(7, 1, "{}")], 100, 0).expect("taken");
+        assert_eq!(relay.apply(A, &[entry(7, 2, "{}")], 100, 0), Ok(vec![7]));
     }
 
     #[test]
     fn a_null_state_removes_with_the_same_clock_and_keeps_it() {
         let mut relay = Relay::default();
-        relay.apply(A, &[entry(7, 3, "{}")], 100).expect("taken");
-        assert_eq!(relay.apply(B, &[entry(7, 3, "null")], 100), Ok(vec![7]));
+        relay.apply(A, &[entry(7, 3, "{}")], 100, 0).expect("taken");
+        assert_eq!(relay.apply(B, &[entry(7, 3, "null")], 100, 0), Ok(vec![7]));
         assert!(relay.present().is_empty());
         assert_eq!(
-            relay.apply(A, &[entry(7, 3, "{}")], 100),
+            relay.apply(A, &[entry(7, 3, "{}")], 100, 0),
             Ok(vec![]),
             "the removal kept clock 3"
         );
@@ -291,8 +334,8 @@ mod tests {
     #[test]
     fn closing_a_socket_removes_the_clients_it_owns() {
         let mut relay = Relay::default();
-        relay.apply(A, &[entry(7, 1, "{}")], 100).expect("taken");
-        relay.apply(B, &[entry(8, 1, "{}")], 100).expect("taken");
+        relay.apply(A, &[entry(7, 1, "{}")], 100, 0).expect("taken");
+        relay.apply(B, &[entry(8, 1, "{}")], 100, 0).expect("taken");
         assert_eq!(relay.remove_socket(A), vec![7]);
         assert_eq!(relay.present(), vec![8]);
         assert_eq!(relay.remove_socket(A), Vec::<u64>::new());
@@ -302,14 +345,16 @@ mod tests {
     fn limits_are_refused_with_what_was_exceeded() {
         let mut relay = Relay::default();
         assert_eq!(
-            relay.apply(A, &[entry(7, 1, "{\"long\":1}")], 4),
+            relay.apply(A, &[entry(7, 1, "{\"long\":1}")], 4, 0),
             Err(Refused::StateTooLarge { bytes: 10, max: 4 })
         );
         for id in 0..CLIENTS_PER_SOCKET_MAX as u64 {
-            relay.apply(A, &[entry(id, 1, "{}")], 100).expect("taken");
+            relay
+                .apply(A, &[entry(id, 1, "{}")], 100, 0)
+                .expect("taken");
         }
         assert_eq!(
-            relay.apply(A, &[entry(99, 1, "{}")], 100),
+            relay.apply(A, &[entry(99, 1, "{}")], 100, 0),
             Err(Refused::TooManyClients {
                 max: CLIENTS_PER_SOCKET_MAX
             })
@@ -320,13 +365,30 @@ mod tests {
     fn attachments_rebuild_the_relay_after_a_wake() {
         let mut relay = Relay::default();
         relay
-            .apply(A, &[entry(7, 4, "{\"n\":1}")], 100)
+            .apply(A, &[entry(7, 4, "{\"n\":1}")], 100, 0)
             .expect("taken");
         let attachment = relay.attachment_of(A);
         let mut woken = Relay::default();
-        woken.restore(A, &attachment).expect("restores");
+        woken.restore(A, &attachment, 0).expect("restores");
         assert_eq!(woken.present(), vec![7]);
         assert_eq!(woken.encode(&[7]), relay.encode(&[7]));
         assert_eq!(woken.remove_socket(A), vec![7]);
+    }
+
+    #[test]
+    fn a_state_not_renewed_for_30_s_is_removed_with_its_clock() {
+        let mut relay = Relay::default();
+        relay.apply(A, &[entry(7, 1, "{}")], 100, 0).expect("taken");
+        relay.apply(B, &[entry(8, 1, "{}")], 100, 0).expect("taken");
+        relay
+            .apply(B, &[entry(8, 2, "{}")], 100, 20_000)
+            .expect("renewed");
+        assert!(relay.remove_outdated(29_999).is_empty());
+        assert_eq!(relay.remove_outdated(30_000), vec![(7, Some(A))]);
+        assert_eq!(relay.present(), vec![8]);
+        assert_eq!(
+            relay.apply(A, &[entry(7, 1, "{}")], 100, 30_000),
+            Ok(vec![])
+        );
     }
 }

@@ -247,6 +247,7 @@ impl DurableObject for DocRoom {
 
     fn websocket_message(&mut self, ws: WebSocket, msg: Message<'_>, ctx: &mut Context<'_>) {
         self.drop_idle_doc(ctx.now_ms());
+        self.remove_outdated_awareness(ctx);
         let bytes = match msg {
             Message::Binary(bytes) => bytes,
             Message::Text(_) => {
@@ -354,7 +355,7 @@ impl DocRoom {
             let mut relay = Relay::default();
             for ws in ctx.websockets(None) {
                 if let Some(attachment) = ctx.deserialize_attachment(ws) {
-                    if relay.restore(ws, attachment).is_err() {
+                    if relay.restore(ws, attachment, ctx.now_ms()).is_err() {
                         log::warn!("doc {}: an awareness attachment does not decode", ctx.id());
                     }
                 }
@@ -480,8 +481,9 @@ impl DocRoom {
             }
         };
         let state_bytes_max = self.config.awareness_state_bytes_max;
+        let now_ms = ctx.now_ms();
         let relay = self.relay(ctx);
-        let taken = match relay.apply(ws, &entries, state_bytes_max) {
+        let taken = match relay.apply(ws, &entries, state_bytes_max, now_ms) {
             Ok(taken) => taken,
             Err(Refused::StateTooLarge { bytes, max }) => {
                 let reason = format!("awareness state of {bytes} bytes, at most {max}");
@@ -503,6 +505,29 @@ impl DocRoom {
             log::warn!("doc {}: an awareness attachment over its limit", ctx.id());
         }
         // The sender too: its renewals coming back keep it connected.
+        for socket in ctx.websockets(None) {
+            let _ = ctx.send(socket, Message::Binary(&frame));
+        }
+    }
+
+    /// Removes awareness states not renewed for 30 s and tells the room.
+    fn remove_outdated_awareness(&mut self, ctx: &mut Context<'_>) {
+        let now_ms = ctx.now_ms();
+        let Some(relay) = self.relay.as_mut() else {
+            return;
+        };
+        let outdated = relay.remove_outdated(now_ms);
+        if outdated.is_empty() {
+            return;
+        }
+        let ids: Vec<u64> = outdated.iter().map(|&(id, _)| id).collect();
+        let frame = relay.encode(&ids);
+        let mut owners: Vec<WebSocket> = outdated.iter().filter_map(|&(_, ws)| ws).collect();
+        owners.dedup();
+        for ws in owners {
+            let attachment = relay.attachment_of(ws);
+            let _ = ctx.serialize_attachment(ws, &attachment);
+        }
         for socket in ctx.websockets(None) {
             let _ = ctx.send(socket, Message::Binary(&frame));
         }
