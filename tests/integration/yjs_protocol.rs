@@ -400,3 +400,19 @@ fn a_socket_closed_for_a_bad_message_leaves_the_room_s_awareness() {
         [removal]
     );
 }
+
+#[test]
+fn an_update_posted_over_http_reaches_the_room() {
+    let server = Server::start(2);
+    let mut watcher = join(&server, "posted");
+    let editor = Editor::new(41);
+    let update = editor.type_text("from http");
+    let mut conn = server.connect();
+    assert_eq!(conn.post("/doc/posted", &update).status, 204);
+    let frame = recv_binary(&mut watcher);
+    assert_eq!(
+        protocol::decode(&frame),
+        Ok(Decoded::Update(&update[..])),
+        "the room gets the update as it was posted"
+    );
+}
