@@ -44,21 +44,22 @@
 //! ```
 
 pub mod awareness;
+mod config;
+mod http;
 pub mod protocol;
 pub mod store;
 pub mod ydoc;
 
 use std::sync::Arc;
 
-use base64::Engine as _;
-
-use crate::config::{take_u64, ConfigError};
+use crate::config::ConfigError;
 use crate::object::{
     AlarmError, Context, DurableObject, Message, NamePath, ObjectClass, Request, Response,
     StorageError, WebSocket,
 };
 use crate::ObjectId;
 use awareness::{Refused, Relay};
+pub use config::DocConfig;
 use protocol::Decoded;
 use store::Meta;
 use ydoc::{YDoc, YError};
@@ -71,68 +72,6 @@ pub mod close {
     pub const STORAGE_FAILED: u16 = 1011;
     pub const DOC_TOO_LARGE: u16 = 4413;
     pub const TOO_MANY_CLIENTS: u16 = 4429;
-}
-
-/// The class's settings.
-#[derive(Debug, Clone)]
-pub struct DocConfig {
-    pub update_bytes_max: usize,
-    pub doc_bytes_max: u64,
-    pub awareness_state_bytes_max: usize,
-    pub compact_log_entries: u64,
-    pub compact_log_bytes: u64,
-    pub doc_idle_ms: u64,
-}
-
-impl Default for DocConfig {
-    fn default() -> Self {
-        DocConfig {
-            update_bytes_max: 1 << 20,
-            doc_bytes_max: 16 << 20,
-            awareness_state_bytes_max: awareness::STATE_BYTES_MAX_LIMIT,
-            compact_log_entries: 500,
-            compact_log_bytes: 1 << 20,
-            doc_idle_ms: 30_000,
-        }
-    }
-}
-
-impl DocConfig {
-    pub fn from_config(table: &mut toml::Table) -> Result<DocConfig, ConfigError> {
-        let d = DocConfig::default();
-        let config = DocConfig {
-            update_bytes_max: take_u64(table, "doc", "update_bytes_max", d.update_bytes_max as u64)?
-                as usize,
-            doc_bytes_max: take_u64(table, "doc", "doc_bytes_max", d.doc_bytes_max)?,
-            awareness_state_bytes_max: take_u64(
-                table,
-                "doc",
-                "awareness_state_bytes_max",
-                d.awareness_state_bytes_max as u64,
-            )? as usize,
-            compact_log_entries: take_u64(
-                table,
-                "doc",
-                "compact_log_entries",
-                d.compact_log_entries,
-            )?,
-            compact_log_bytes: take_u64(table, "doc", "compact_log_bytes", d.compact_log_bytes)?,
-            doc_idle_ms: take_u64(table, "doc", "doc_idle_ms", d.doc_idle_ms)?,
-        };
-        if config.awareness_state_bytes_max > awareness::STATE_BYTES_MAX_LIMIT {
-            return Err(ConfigError(format!(
-                "classes.doc.awareness_state_bytes_max must be at most {}",
-                awareness::STATE_BYTES_MAX_LIMIT
-            )));
-        }
-        let update_limit = (store::CHUNK_BYTES * usize::from(u16::MAX)) as u64;
-        if config.update_bytes_max as u64 > update_limit.min(config.doc_bytes_max) {
-            return Err(ConfigError(
-                "classes.doc.update_bytes_max must be at most doc_bytes_max".into(),
-            ));
-        }
-        Ok(config)
-    }
 }
 
 pub struct DocClass {
@@ -229,13 +168,7 @@ impl DurableObject for DocRoom {
             ("", _) => {
                 res.method_not_allowed("GET, POST");
             }
-            ("/state-vector", "GET") => match self.loaded(ctx) {
-                Ok(doc) => {
-                    let sv = doc.state_vector();
-                    binary(res, &sv);
-                }
-                Err(e) => storage_failed(res, &e),
-            },
+            ("/state-vector", "GET") => self.get_state_vector(res, ctx),
             ("/state-vector", _) => {
                 res.method_not_allowed("GET");
             }
@@ -367,7 +300,7 @@ impl DocRoom {
     fn join(&mut self, res: &mut Response, ctx: &mut Context<'_>) {
         let step1 = match self.loaded(ctx) {
             Ok(doc) => protocol::encode_sync_step1(&doc.state_vector()),
-            Err(e) => return storage_failed(res, &e),
+            Err(e) => return http::storage_failed(res, &e),
         };
         // Rebuild the relay before the new socket joins it.
         self.relay(ctx);
@@ -583,56 +516,4 @@ impl DocRoom {
         );
         Ok(())
     }
-
-    fn get_doc(&mut self, req: &Request<'_>, res: &mut Response, ctx: &mut Context<'_>) {
-        let sv = match req.query_param("sv") {
-            None => yrs::StateVector::default(),
-            Some(text) => match decode_base64(&text).map(|b| ydoc::decode_state_vector(&b)) {
-                Some(Ok(sv)) => sv,
-                _ => {
-                    res.text(400, "sv must be a base64-encoded v1 state vector");
-                    return;
-                }
-            },
-        };
-        match self.loaded(ctx) {
-            Ok(doc) => {
-                let update = doc.diff(&sv);
-                binary(res, &update);
-            }
-            Err(e) => storage_failed(res, &e),
-        }
-    }
-
-    fn post_update(&mut self, req: &Request<'_>, res: &mut Response, ctx: &mut Context<'_>) {
-        match self.take_update(None, req.body, ctx) {
-            Ok(()) => {
-                res.status(204);
-            }
-            Err(e) => {
-                res.text(e.http_status(), &e.to_string());
-            }
-        }
-    }
-}
-
-/// Standard or URL-safe base64, padded or not (a `+` that a query string
-/// turned into a space counts as `+`).
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-    let text = text.replace(' ', "+");
-    [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
-        .iter()
-        .find_map(|engine| engine.decode(&text).ok())
-}
-
-fn binary(res: &mut Response, bytes: &[u8]) {
-    res.status(200)
-        .content_type("application/octet-stream")
-        .body(bytes);
-}
-
-fn storage_failed(res: &mut Response, e: &StorageError) {
-    log::warn!("doc: storage failed: {e}");
-    res.text(500, "storage failed");
 }
