@@ -416,3 +416,21 @@ fn an_update_posted_over_http_reaches_the_room() {
         "the room gets the update as it was posted"
     );
 }
+
+/// An update stored in three chunks whose third passes the object's
+/// storage limit is refused, and the document still loads and takes the
+/// next update. (Its first chunks are rolled back with it; this test does
+/// not tell that apart, as the next entry overwrites them.)
+#[test]
+fn an_update_refused_half_way_through_storing_leaves_the_doc_working() {
+    let config = "[classes.doc]\nstorage_bytes_max = 150000\nupdate_bytes_max = 300000\n";
+    let server = Server::start_with_config(1, config);
+    let mut conn = server.connect();
+    let big = Editor::new(51).type_text(&"x".repeat(160_000));
+    let res = conn.post("/doc/half", &big);
+    assert_eq!(res.status, 413, "{}", res.text());
+    let medium = "y".repeat(30_000);
+    let res = conn.post("/doc/half", &Editor::new(52).type_text(&medium));
+    assert_eq!(res.status, 204, "{}", res.text());
+    assert_eq!(http_text(&server, "half"), medium);
+}

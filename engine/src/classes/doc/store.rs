@@ -7,12 +7,12 @@
 //! | `u` + seq (u64 BE) + chunk (u16 BE) | one logged update, in chunks |
 //!
 //! The document is the snapshot with the log applied in order. An update
-//! is appended with the meta record in the event that receives it, so
-//! both commit together. Compaction writes a new snapshot, deletes the
+//! is appended with the meta record in one transaction of the event that
+//! receives it, so both commit together or not at all. Compaction writes a new snapshot, deletes the
 //! old one and the whole log, and writes the meta record, in one event:
 //! one transaction.
 
-use crate::object::{ListOptions, Storage, StorageError};
+use crate::object::{ListOptions, Storage, StorageError, TransactionError};
 
 /// A key and its value, as `list` gives them.
 type Entry = (Vec<u8>, Vec<u8>);
@@ -115,20 +115,34 @@ fn snapshot_key(chunk: u32) -> [u8; 5] {
     key
 }
 
-/// Appends one update to the log. The caller checked its size.
+/// Appends one update to the log. The caller checked its size. All or
+/// nothing: a limit failing on a later chunk leaves no earlier one behind
+/// (the log would no longer match its meta record).
 pub fn append(s: &mut Storage<'_, '_>, meta: &mut Meta, update: &[u8]) -> Result<(), StorageError> {
+    let next = s
+        .transaction(|t| append_unguarded(t, *meta, update))
+        .map_err(|TransactionError::Aborted(e)| e)?;
+    *meta = next;
+    Ok(())
+}
+
+/// Appends inside the caller's transaction; returns the new meta record.
+fn append_unguarded(
+    s: &mut Storage<'_, '_>,
+    meta: Meta,
+    update: &[u8],
+) -> Result<Meta, StorageError> {
     assert!(update.len() <= CHUNK_BYTES * usize::from(u16::MAX));
     let seq = meta.next_seq;
     for (i, chunk) in update.chunks(CHUNK_BYTES).enumerate() {
         s.put(&log_key(seq, i as u16), chunk)?;
     }
-    let mut next = *meta;
+    let mut next = meta;
     next.next_seq += 1;
     next.log_entries += 1;
     next.log_bytes += update.len() as u64;
     write_meta(s, &next)?;
-    *meta = next;
-    Ok(())
+    Ok(next)
 }
 
 /// The stored document: its snapshot (if any) and its logged updates in
@@ -194,14 +208,26 @@ fn list_prefix(s: &mut Storage<'_, '_>, prefix: u8) -> Result<Vec<Entry>, Storag
 }
 
 /// Replaces the snapshot with `snapshot`, deletes the log, and logs
-/// `pending` again (updates still waiting for a gap), all in the caller's
-/// event.
+/// `pending` again (updates still waiting for a gap), as one transaction.
 pub fn compact(
     s: &mut Storage<'_, '_>,
     meta: &mut Meta,
     snapshot: &[u8],
     pending: &[Vec<u8>],
 ) -> Result<(), StorageError> {
+    let next = s
+        .transaction(|t| compact_unguarded(t, *meta, snapshot, pending))
+        .map_err(|TransactionError::Aborted(e)| e)?;
+    *meta = next;
+    Ok(())
+}
+
+fn compact_unguarded(
+    s: &mut Storage<'_, '_>,
+    meta: Meta,
+    snapshot: &[u8],
+    pending: &[Vec<u8>],
+) -> Result<Meta, StorageError> {
     for chunk in 0..meta.snapshot_chunks {
         s.delete(&snapshot_key(chunk))?;
     }
@@ -226,10 +252,9 @@ pub fn compact(
     };
     write_meta(s, &next)?;
     for update in pending {
-        append(s, &mut next, update)?;
+        next = append_unguarded(s, next, update)?;
     }
-    *meta = next;
-    Ok(())
+    Ok(next)
 }
 
 #[cfg(test)]
