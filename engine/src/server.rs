@@ -118,12 +118,13 @@ impl Default for ServerBuilder {
 }
 
 impl ServerBuilder {
-    /// A builder with the built-in classes `chat`, `counter`, `kv`,
+    /// A builder with the built-in classes `chat`, `counter`, `doc`, `kv`,
     /// `ratelimit` and `sql`.
     pub fn new() -> Self {
         ServerBuilder::empty()
             .class_with_config("chat", crate::classes::chat::factory)
             .class_with_config("counter", |t| Ok(Arc::new(CounterClass::from_config(t)?)))
+            .class_with_config("doc", crate::classes::doc::factory)
             .class_with_config("kv", |t| Ok(Arc::new(KvClass::from_config(t)?)))
             .class_with_config("ratelimit", |t| {
                 Ok(Arc::new(RateLimitClass::from_config(t)?))

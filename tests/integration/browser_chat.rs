@@ -29,13 +29,13 @@ const SCRIPT_STDERR_BYTES_MAX: u64 = 64 * 1024;
 
 const CORES: usize = 2;
 
-fn browser_dir() -> PathBuf {
+pub(crate) fn browser_dir() -> PathBuf {
     // The integration tests belong to the `durin` package in engine/.
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/browser")
 }
 
 /// Kills the child if the test panics before it exits.
-struct KillOnDrop(Child);
+pub(crate) struct KillOnDrop(pub(crate) Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -45,7 +45,7 @@ impl Drop for KillOnDrop {
 }
 
 /// Runs `tests/browser/setup.sh`, or panics with its output and what to do.
-fn setup() {
+pub(crate) fn setup() {
     let dir = tempfile::tempdir().expect("a temp dir can be created");
     let log_path = dir.path().join("setup.log");
     let log = File::create(&log_path).expect("the setup log can be created");
@@ -67,7 +67,7 @@ fn setup() {
     );
 }
 
-fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+pub(crate) fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait().expect("try_wait works") {
@@ -81,7 +81,7 @@ fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus
 }
 
 /// Sends every stdout line of the script to the returned channel.
-fn forward_lines(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+pub(crate) fn forward_lines(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     let (sender, receiver) = mpsc::channel();
     thread::spawn(move || {
         for line in BufReader::new(pipe).lines() {
@@ -96,7 +96,7 @@ fn forward_lines(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
 
 /// Keeps the first [`SCRIPT_STDERR_BYTES_MAX`] bytes of a pipe and drains
 /// the rest, so the script never blocks on a full pipe.
-fn collect_head(pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+pub(crate) fn collect_head(pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
     thread::spawn(move || {
         let mut head = Vec::new();
         let mut pipe = pipe;

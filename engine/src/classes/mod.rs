@@ -4,6 +4,7 @@
 
 pub mod chat;
 pub mod counter;
+pub mod doc;
 pub mod kv;
 pub mod ratelimit;
 pub mod sql;

@@ -240,6 +240,26 @@ impl std::error::Error for AlarmError {}
 /// A class of objects: constructs an instance from its ID and storage.
 pub trait ObjectClass: Send + Sync + 'static {
     fn create(&self, id: &ObjectId, ctx: &mut Context<'_>) -> Box<dyn DurableObject>;
+
+    /// How the router reads an object's name out of `/{class}/...`.
+    fn name_path(&self) -> NamePath {
+        NamePath::Segment
+    }
+}
+
+/// How the router finds an object's name in a request's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamePath {
+    /// `/{class}/{name}/rest`: the name is one segment, and what follows
+    /// it is the request's [`path`](Request::path).
+    Segment,
+    /// `/{class}/{name...}`: the name is the whole rest of the path,
+    /// slashes included. A request that is not a WebSocket upgrade and
+    /// whose raw path ends in one of `suffixes` (each starting with `/`)
+    /// has that suffix as its path and the part before it as the name; a
+    /// name that itself ends so is reached by percent-encoding its last
+    /// slash (`%2F`). An upgrade's name is always the whole rest.
+    Rest { suffixes: &'static [&'static str] },
 }
 
 /// An HTTP request as an object sees it.

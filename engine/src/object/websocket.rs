@@ -83,7 +83,8 @@ pub enum WebSocketError {
         bytes: usize,
         max: usize,
     },
-    /// Close codes an application may send: 1000, or 3000 to 4999.
+    /// Close codes an application may send: 1000, 1003, 1007, 1008, 1009,
+    /// 1011, or 3000 to 4999.
     InvalidCloseCode(u16),
     /// The socket closed, or is closing.
     Closed,
@@ -379,15 +380,27 @@ impl Context<'_> {
         Ok(())
     }
 
-    /// Closes a socket with `code` (1000, or 3000 to 4999) and a reason
-    /// (cut to 123 bytes). No `websocket_close` event follows for it.
+    /// Closes a socket with `code` and a reason (cut to 123 bytes). The
+    /// codes an application may send: 1000, 3000 to 4999, and the
+    /// endpoint's answers to bad input that RFC 6455 defines (1003
+    /// unsupported data, 1007 invalid payload, 1008 policy violation,
+    /// 1009 message too big, 1011 internal error). No `websocket_close`
+    /// event follows for it.
     pub fn close_websocket(
         &mut self,
         ws: WebSocket,
         code: u16,
         reason: &str,
     ) -> Result<(), WebSocketError> {
-        if code != close_code::NORMAL && !(3000..=4999).contains(&code) {
+        let endpoint_answer = matches!(
+            code,
+            close_code::UNSUPPORTED_DATA
+                | close_code::INVALID_PAYLOAD
+                | close_code::POLICY_VIOLATION
+                | close_code::MESSAGE_TOO_BIG
+                | close_code::INTERNAL_ERROR
+        );
+        if code != close_code::NORMAL && !endpoint_answer && !(3000..=4999).contains(&code) {
             return Err(WebSocketError::InvalidCloseCode(code));
         }
         let entry = self.entry_mut(ws).filter(|e| !e.closing);

@@ -19,6 +19,10 @@ use crate::ObjectId;
 /// The browser client and the demo chat page.
 static CLIENT_JS: &[u8] = include_bytes!("../../static/durin.js");
 static CHAT_HTML: &[u8] = include_bytes!("../../static/chat.html");
+/// The collaborative editor demo and its bundle (built from
+/// engine/static/editor-src by its build.sh).
+static EDITOR_HTML: &[u8] = include_bytes!("../../static/editor.html");
+static EDITOR_JS: &[u8] = include_bytes!("../../static/editor.js");
 
 /// The interim answer to `Expect: 100-continue`: send the body.
 static CONTINUE_RESPONSE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -132,10 +136,10 @@ impl Shard {
             };
             metrics::add(&self.metrics.http_requests_total, 1);
             let (len, keep_alive) = (req.len, req.keep_alive);
-            match self.target(req.method, req.path, req.query) {
+            let upgrade = ws::handshake::is_upgrade(req.headers);
+            match self.target(req.method, req.path, req.query, upgrade) {
                 Target::Object { class, id, rest } => {
                     let owner = self.store.layout().shard_of(&id.0, self.shards);
-                    let upgrade = ws::handshake::is_upgrade(req.headers);
                     if upgrade && owner != self.index {
                         // The connection itself moves to the owner, with
                         // this request still unread in its input.
@@ -266,8 +270,14 @@ impl Shard {
     /// Resolves a path: `/healthz`, `/metrics`, `POST /{class}/new`, or
     /// `/{class}/{name}[/rest]`, where the name may be `id:{32 hex digits}`
     /// to address an object by ID (names starting with `id:` are taken).
-    fn target<'a>(&mut self, method: &str, path: &'a str, query: Option<&str>) -> Target<'a> {
-        let target = self.route(method, path, query);
+    fn target<'a>(
+        &mut self,
+        method: &str,
+        path: &'a str,
+        query: Option<&str>,
+        upgrade: bool,
+    ) -> Target<'a> {
+        let target = self.route(method, path, query, upgrade);
         let builtin = matches!(
             target,
             Target::Healthz | Target::Metrics | Target::Static { .. }
@@ -278,7 +288,13 @@ impl Shard {
         target
     }
 
-    fn route<'a>(&mut self, method: &str, path: &'a str, query: Option<&str>) -> Target<'a> {
+    fn route<'a>(
+        &mut self,
+        method: &str,
+        path: &'a str,
+        query: Option<&str>,
+        upgrade: bool,
+    ) -> Target<'a> {
         match path {
             "/healthz" => return Target::Healthz,
             "/metrics" => return Target::Metrics,
@@ -292,6 +308,18 @@ impl Shard {
                 return Target::Static {
                     body: CHAT_HTML,
                     content_type: "text/html; charset=utf-8",
+                }
+            }
+            "/_client/editor.html" => {
+                return Target::Static {
+                    body: EDITOR_HTML,
+                    content_type: "text/html; charset=utf-8",
+                }
+            }
+            "/_client/editor.js" => {
+                return Target::Static {
+                    body: EDITOR_JS,
+                    content_type: "text/javascript; charset=utf-8",
                 }
             }
             _ => {}
@@ -316,13 +344,10 @@ impl Shard {
         let Some((class_name, after_class)) = after_slash.split_once('/') else {
             return Target::NotFound;
         };
-        let Some((class, _)) = self.registry.find(class_name) else {
+        let Some((class, entry)) = self.registry.find(class_name) else {
             return Target::NotFound;
         };
-        let (encoded_name, rest) = match after_class.find('/') {
-            Some(i) => (&after_class[..i], &after_class[i..]),
-            None => (after_class, ""),
-        };
+        let (encoded_name, rest) = split_name(after_class, entry.class.name_path(), upgrade);
         if encoded_name.is_empty() {
             return Target::NotFound;
         }
@@ -549,6 +574,27 @@ impl Shard {
         self.conns.put_back(index, conn);
         self.after_input(index, generation);
         self.dirty.push(index);
+    }
+}
+
+/// Splits what follows `/{class}/` into the encoded object name and the
+/// request's path, as the class reads names.
+fn split_name(after_class: &str, name_path: object::NamePath, upgrade: bool) -> (&str, &str) {
+    match name_path {
+        object::NamePath::Segment => match after_class.find('/') {
+            Some(i) => (&after_class[..i], &after_class[i..]),
+            None => (after_class, ""),
+        },
+        object::NamePath::Rest { suffixes } => {
+            let suffix = suffixes
+                .iter()
+                .filter(|_| !upgrade)
+                .find(|s| after_class.len() > s.len() && after_class.ends_with(*s));
+            match suffix {
+                Some(s) => after_class.split_at(after_class.len() - s.len()),
+                None => (after_class, ""),
+            }
+        }
     }
 }
 

@@ -16,6 +16,7 @@ pub mod close_code {
     pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
     pub const PROTOCOL_ERROR: u16 = 1002;
+    pub const UNSUPPORTED_DATA: u16 = 1003;
     /// No code was present in the close frame (never sent on the wire).
     pub const NO_STATUS: u16 = 1005;
     /// The connection ended without a close frame (never sent on the wire).
