@@ -121,6 +121,7 @@ impl ServerBuilder {
             .class_with_config("ratelimit", |t| {
                 Ok(Arc::new(RateLimitClass::from_config(t)?))
             })
+            .class_with_config("queue", crate::classes::queue::factory)
     }
 
     /// A builder with no classes.

@@ -5,6 +5,7 @@
 pub mod chat;
 pub mod counter;
 pub mod kv;
+pub mod queue;
 pub mod ratelimit;
 
 /// Writes `{"value": N}`-style JSON number fields without going through a
