@@ -31,6 +31,8 @@ mod kv_survives_sigkill;
 mod kv_transaction;
 mod object_ids;
 mod object_names;
+mod queue_basics;
+mod queue_client;
 mod ratelimit_algorithms;
 mod ratelimit_config;
 mod ratelimit_survives_sigkill;
