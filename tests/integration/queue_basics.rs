@@ -17,7 +17,10 @@ fn appends_get_dense_sequence_numbers_and_pull_in_order() {
     let got = pull(&mut conn, "q", "max=10");
     let bodies: Vec<&str> = got.iter().map(|m| m.body.as_str()).collect();
     assert_eq!(bodies, ["a", "b", "c", "d", "e"]);
-    assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert_eq!(
+        got.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
     assert_eq!(ack(&mut conn, "q", &[1, 2, 3, 4, 5]), 5);
     assert_eq!(stats(&mut conn, "q").u64_field("count"), 0);
     assert!(pull(&mut conn, "q", "max=10").is_empty());
@@ -29,14 +32,26 @@ fn a_lease_that_ends_hands_the_message_out_again() {
     let mut conn = server.connect();
     append(&mut conn, "lease", "one");
     let first = pull(&mut conn, "lease", "visibility_ms=300");
-    assert_eq!(first, [Msg { seq: 1, body: "one".into() }]);
-    assert!(pull(&mut conn, "lease", "").is_empty(), "leased, so not handed out");
+    assert_eq!(
+        first,
+        [Msg {
+            seq: 1,
+            body: "one".into()
+        }]
+    );
+    assert!(
+        pull(&mut conn, "lease", "").is_empty(),
+        "leased, so not handed out"
+    );
     std::thread::sleep(Duration::from_millis(400));
     let again = pull(&mut conn, "lease", "visibility_ms=60000");
     assert_eq!(again, first, "the lease ended, so the message comes back");
     assert_eq!(ack(&mut conn, "lease", &[1]), 1);
     std::thread::sleep(Duration::from_millis(100));
-    assert!(pull(&mut conn, "lease", "").is_empty(), "acknowledged is gone");
+    assert!(
+        pull(&mut conn, "lease", "").is_empty(),
+        "acknowledged is gone"
+    );
 }
 
 #[test]
@@ -46,7 +61,10 @@ fn ordered_pull_waits_behind_a_leased_message_and_unordered_skips_it() {
     append_batch(&mut conn, "ord", &["1", "2", "3"]);
     let first = pull(&mut conn, "ord", "max=1");
     assert_eq!(first[0].seq, 1);
-    assert!(pull(&mut conn, "ord", "max=5").is_empty(), "2 must not pass 1");
+    assert!(
+        pull(&mut conn, "ord", "max=5").is_empty(),
+        "2 must not pass 1"
+    );
     let skipped = pull(&mut conn, "ord", "max=5&unordered=true");
     assert_eq!(skipped.iter().map(|m| m.seq).collect::<Vec<_>>(), [2, 3]);
     ack(&mut conn, "ord", &[1, 2, 3]);
@@ -69,7 +87,12 @@ fn a_long_poll_is_answered_by_the_next_append() {
     let server = Server::start(2);
     let mut waiter = server.connect();
     let path = "/queue/lp/pull?wait_ms=10000";
-    waiter.send_raw(&crate::harness::http::encode_request("POST", path, &[], b""));
+    waiter.send_raw(&crate::harness::http::encode_request(
+        "POST",
+        path,
+        &[],
+        b"",
+    ));
     std::thread::sleep(Duration::from_millis(200));
     let mut producer = server.connect();
     let started = Instant::now();
@@ -77,7 +100,13 @@ fn a_long_poll_is_answered_by_the_next_append() {
     let response = waiter.read_response().expect("the long-poll is answered");
     assert_eq!(response.status, 200, "{response}");
     let got = messages_of(&response.json());
-    assert_eq!(got, [Msg { seq: 1, body: "hello".into() }]);
+    assert_eq!(
+        got,
+        [Msg {
+            seq: 1,
+            body: "hello".into()
+        }]
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
@@ -103,9 +132,19 @@ fn limits_have_clear_answers() {
     let too_big = conn.post("/queue/lim/messages", b"123456789");
     assert_eq!(too_big.status, 413, "{too_big}");
     let json = [("Content-Type", "application/json")];
-    let batch = conn.request("POST", "/queue/lim/messages", &json, br#"{"messages": ["1","2","3","4"]}"#);
+    let batch = conn.request(
+        "POST",
+        "/queue/lim/messages",
+        &json,
+        br#"{"messages": ["1","2","3","4"]}"#,
+    );
     assert_eq!(batch.status, 413, "{batch}");
-    let malformed = conn.request("POST", "/queue/lim/messages", &json, br#"{"messages": [1]}"#);
+    let malformed = conn.request(
+        "POST",
+        "/queue/lim/messages",
+        &json,
+        br#"{"messages": [1]}"#,
+    );
     assert_eq!(malformed.status, 400, "{malformed}");
     let empty = conn.request("POST", "/queue/lim/messages", &json, br#"{"messages": []}"#);
     assert_eq!(empty.status, 400, "{empty}");
@@ -114,7 +153,11 @@ fn limits_have_clear_answers() {
     let full = conn.post("/queue/lim/messages", b"5");
     assert_eq!(full.status, 507, "{full}");
     assert!(full.text().contains("queue full"), "{full}");
-    assert_eq!(stats(&mut conn, "lim").u64_field("count"), 4, "nothing dropped");
+    assert_eq!(
+        stats(&mut conn, "lim").u64_field("count"),
+        4,
+        "nothing dropped"
+    );
     ack(&mut conn, "lim", &[1]);
     append(&mut conn, "lim", "5");
     let bad_max = conn.post("/queue/lim/pull?max=0", b"");
@@ -135,7 +178,12 @@ fn too_many_long_polls_are_refused_with_429() {
     let server = Server::start_with_config(2, "[classes.queue]\nwaiters_max = 1\n");
     let mut waiter = server.connect();
     let path = "/queue/w/pull?wait_ms=2000";
-    waiter.send_raw(&crate::harness::http::encode_request("POST", path, &[], b""));
+    waiter.send_raw(&crate::harness::http::encode_request(
+        "POST",
+        path,
+        &[],
+        b"",
+    ));
     std::thread::sleep(Duration::from_millis(200));
     let mut second = server.connect();
     let refused = second.post(path, b"");

@@ -105,9 +105,10 @@ impl Delivery {
         if max == 0 {
             return Ok(Vec::new());
         }
-        // Unordered reads past the leased messages; ordered stops at the
-        // first of them, so it needs no more than it hands out.
-        let read = if want.unordered {
+        // Unordered reads past the leased messages, and so does a socket
+        // past its own; an ordered pull stops at the first of them, so it
+        // needs no more than it hands out.
+        let read = if want.unordered || holder != Holder::Pull {
             max + self.leases.len()
         } else {
             max
@@ -122,8 +123,11 @@ impl Delivery {
             if handed.len() == max {
                 break;
             }
-            if self.leases.contains_key(&seq) {
-                if want.unordered {
+            if let Some(lease) = self.leases.get(&seq) {
+                // A socket passes its own leases: it holds them in order
+                // already. Pulls are anonymous, so one never passes another.
+                let own = holder != Holder::Pull && lease.holder == holder;
+                if want.unordered || own {
                     continue;
                 }
                 break;

@@ -6,7 +6,7 @@ use serde_json::{json, Value as Json};
 
 use crate::object::{percent_decode_component, Context, Request, Response, StorageError};
 
-use super::delivery::{self, Want, Waiter};
+use super::delivery::{self, Waiter, Want};
 use super::push::Target;
 use super::{store, Queue, CONSUMER_TAG};
 
@@ -107,14 +107,16 @@ fn params(query: Option<&str>, known: &[&str]) -> Result<Vec<(String, String)>, 
     let mut out: Vec<(String, String)> = Vec::new();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |s: &str| {
-            percent_decode_component(s, true).and_then(|v| String::from_utf8(v).ok())
-        };
+        let decode =
+            |s: &str| percent_decode_component(s, true).and_then(|v| String::from_utf8(v).ok());
         let (Some(name), Some(value)) = (decode(name), decode(value)) else {
             return Err("invalid percent-encoding in the query".into());
         };
         if !known.contains(&name.as_str()) {
-            return Err(format!("unknown option `{name}` (known: {})", known.join(", ")));
+            return Err(format!(
+                "unknown option `{name}` (known: {})",
+                known.join(", ")
+            ));
         }
         if out.iter().any(|(n, _)| *n == name) {
             return Err(format!("option `{name}` given more than once"));
@@ -143,7 +145,11 @@ fn number(
 }
 
 fn boolean(params: &[(String, String)], name: &str) -> Result<bool, String> {
-    match params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()) {
+    match params
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+    {
         None | Some("false") => Ok(false),
         Some("true") | Some("") => Ok(true),
         Some(_) => Err(format!("{name} must be true or false")),
@@ -222,7 +228,11 @@ impl Queue {
             .position(|b| b.len() as u64 > limits.message_bytes_max)
         {
             let max = limits.message_bytes_max;
-            return error(res, 413, &format!("message {i} is over the {max}-byte limit"));
+            return error(
+                res,
+                413,
+                &format!("message {i} is over the {max}-byte limit"),
+            );
         }
         let bytes: u64 = bodies.iter().map(|b| b.len() as u64).sum();
         let count = bodies.len() as u64;
@@ -242,11 +252,9 @@ impl Queue {
             );
         }
         match store::append(ctx, &mut self.meta, &bodies) {
-            Ok(first_seq) => respond_json(
-                res,
-                200,
-                &json!({ "first_seq": first_seq, "count": count }),
-            ),
+            Ok(first_seq) => {
+                respond_json(res, 200, &json!({ "first_seq": first_seq, "count": count }))
+            }
             Err(e) => storage_error(res, &e),
         }
     }
@@ -286,23 +294,30 @@ impl Queue {
         };
         if self.delivery.leases.len() as u64 >= self.limits.in_flight_max {
             let max = self.limits.in_flight_max;
-            return error(res, 429, &format!("{max} messages are in flight; ack some first"));
+            return error(
+                res,
+                429,
+                &format!("{max} messages are in flight; ack some first"),
+            );
         }
         let leases_max = self.limits.in_flight_max as usize;
-        let handed =
-            match self
-                .delivery
-                .take(ctx, want, delivery::Holder::Pull, leases_max)
-            {
-                Ok(h) => h,
-                Err(e) => return storage_error(res, &e),
-            };
+        let handed = match self
+            .delivery
+            .take(ctx, want, delivery::Holder::Pull, leases_max)
+        {
+            Ok(h) => h,
+            Err(e) => return storage_error(res, &e),
+        };
         if !handed.is_empty() || wait_ms == 0 {
             return messages(res, &handed);
         }
         if self.delivery.waiters.len() as u64 >= self.limits.waiters_max {
             let max = self.limits.waiters_max;
-            return error(res, 429, &format!("{max} long-polls already wait on this queue"));
+            return error(
+                res,
+                429,
+                &format!("{max} long-polls already wait on this queue"),
+            );
         }
         let deferred = ctx.defer();
         self.delivery.waiters.push_back(Waiter {
@@ -369,7 +384,13 @@ impl Queue {
 
 fn dead(query: Option<&str>, res: &mut Response, ctx: &mut Context<'_>) {
     let limit = params(query, &["limit"]).and_then(|p| {
-        number(&p, "limit", DEAD_LIMIT_DEFAULT as u64, 1, DEAD_LIMIT_MAX as u64)
+        number(
+            &p,
+            "limit",
+            DEAD_LIMIT_DEFAULT as u64,
+            1,
+            DEAD_LIMIT_MAX as u64,
+        )
     });
     let limit = match limit {
         Ok(l) => l as usize,

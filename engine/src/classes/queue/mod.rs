@@ -37,8 +37,8 @@
 
 mod delivery;
 mod http;
-mod store;
 mod push;
+mod store;
 
 use std::sync::Arc;
 
@@ -46,14 +46,14 @@ use durin_proto::rpc::ObjectRef;
 
 use crate::config::{reject_unknown, take_u64, ConfigError};
 use crate::object::{
-    AlarmError, CallError, CallId, Context, DurableObject, Message, ObjectClass, Request,
-    Response, WebSocket, ATTACHMENT_BYTES_MAX,
+    AlarmError, CallError, CallId, Context, DurableObject, Message, ObjectClass, Request, Response,
+    WebSocket, ATTACHMENT_BYTES_MAX,
 };
 use crate::ObjectId;
 
 use delivery::{Delivery, Holder, Want};
-use store::Meta;
 use push::Push;
+use store::Meta;
 
 /// The tag of consumer sockets.
 const CONSUMER_TAG: &str = "consumer";
@@ -499,8 +499,8 @@ impl Queue {
     fn schedule(&mut self, ctx: &mut Context<'_>) -> Result<(), crate::object::StorageError> {
         let now_ms = ctx.now_ms();
         let mut wake: Option<u64> = self.delivery.waiters.iter().map(|w| w.deadline_ms).min();
-        let waiting = !self.delivery.waiters.is_empty()
-            || !ctx.websockets(Some(CONSUMER_TAG)).is_empty();
+        let waiting =
+            !self.delivery.waiters.is_empty() || !ctx.websockets(Some(CONSUMER_TAG)).is_empty();
         if waiting {
             wake = min_some(wake, self.delivery.next_expiry_ms());
         }

@@ -91,9 +91,9 @@ pub(super) fn key_seq(key: &[u8]) -> Option<u64> {
 pub(super) fn load_meta(ctx: &mut Context<'_>) -> Result<Meta, StorageError> {
     match ctx.storage().get(META_KEY)? {
         None => Ok(Meta::default()),
-        Some(bytes) => Meta::decode(&bytes).ok_or(StorageError::CorruptRecord {
-            what: "queue meta",
-        }),
+        Some(bytes) => {
+            Meta::decode(&bytes).ok_or(StorageError::CorruptRecord { what: "queue meta" })
+        }
     }
 }
 
@@ -128,7 +128,11 @@ pub(super) fn append(
 
 /// Deletes message `seq` under `prefix` if it is stored; returns whether it
 /// was. The meta record is written by [`store_meta`].
-pub(super) fn remove(ctx: &mut Context<'_>, meta: &mut Meta, seq: u64) -> Result<bool, StorageError> {
+pub(super) fn remove(
+    ctx: &mut Context<'_>,
+    meta: &mut Meta,
+    seq: u64,
+) -> Result<bool, StorageError> {
     let key = seq_key(MESSAGE_PREFIX, seq);
     let Some(len) = ctx.storage().get_with(&key, |v| v.map(<[u8]>::len))? else {
         return Ok(false);

@@ -1,0 +1,54 @@
+//! Push delivery: a queue with a target calls an object per message, in
+//! order, retries a failing call with backoff, and dead-letters a message
+//! after `max_attempts` failures.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::json::Value;
+use crate::harness::{counter_value, Server};
+use crate::queue_client::{append, stats};
+
+#[test]
+fn each_message_becomes_a_call_and_failures_end_in_the_dead_letters() {
+    let server = Server::start(2);
+    let mut conn = server.connect();
+    // `counter.increment` takes an empty payload: an empty message
+    // succeeds, any other is refused, which makes failures easy to cause.
+    let target = br#"{"class": "counter", "object": "pushed", "method": "increment", "max_attempts": 3, "backoff_ms": 50}"#;
+    let set = conn.request("PUT", "/queue/pq/push", &[], target);
+    assert_eq!(set.status, 200, "{set}");
+    append(&mut conn, "pq", "");
+    append(&mut conn, "pq", "poison");
+    append(&mut conn, "pq", "");
+    let started = Instant::now();
+    while stats(&mut conn, "pq").u64_field("count") > 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "push stalled");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(counter_value(&mut conn, "pushed"), 2);
+    let dead = conn.get("/queue/pq/dead");
+    assert_eq!(dead.status, 200, "{dead}");
+    let json = dead.json();
+    let Some(Value::Array(items)) = json.get("messages") else {
+        panic!("expected messages in {json}");
+    };
+    assert_eq!(items.len(), 1, "{json}");
+    assert_eq!(items[0].u64_field("seq"), 2);
+    assert_eq!(items[0].str_field("body"), "poison");
+    assert_eq!(items[0].u64_field("attempts"), 3);
+    let pull = conn.post("/queue/pq/pull", b"");
+    assert_eq!(pull.status, 409, "a push queue is not pulled: {pull}");
+}
+
+#[test]
+fn a_bad_push_target_is_refused() {
+    let server = Server::start(2);
+    let mut conn = server.connect();
+    let missing = conn.request("PUT", "/queue/bad/push", &[], br#"{"class": "counter"}"#);
+    assert_eq!(missing.status, 400, "{missing}");
+    let zero = br#"{"class": "c", "object": "o", "method": "m", "max_attempts": 0}"#;
+    let zero = conn.request("PUT", "/queue/bad/push", &[], zero);
+    assert_eq!(zero.status, 400, "{zero}");
+    let none = conn.get("/queue/bad/push");
+    assert_eq!(none.status, 404, "{none}");
+}
