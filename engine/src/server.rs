@@ -122,6 +122,7 @@ impl ServerBuilder {
                 Ok(Arc::new(RateLimitClass::from_config(t)?))
             })
             .class_with_config("queue", crate::classes::queue::factory)
+            .class_with_config("cache", crate::classes::cache::factory)
     }
 
     /// A builder with no classes.

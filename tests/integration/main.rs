@@ -11,6 +11,7 @@ mod alarm_retries;
 mod alarms;
 mod bad_input;
 mod browser_chat;
+mod cache_coordinator;
 mod chat_room;
 mod cli_validation;
 mod connection_cap;

@@ -2,6 +2,7 @@
 //! [`ObjectClass`](crate::object::ObjectClass) trait a user's class
 //! implements.
 
+pub mod cache;
 pub mod chat;
 pub mod counter;
 pub mod kv;
