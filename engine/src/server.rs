@@ -123,6 +123,17 @@ impl ServerBuilder {
             })
             .class_with_config("queue", crate::classes::queue::factory)
             .class_with_config("cache", crate::classes::cache::factory)
+            .class_with_config("sharded", |t| {
+                Ok(Arc::new(
+                    crate::classes::sharded::ShardedClass::from_config(t)?,
+                ))
+            })
+            // The same limiter under a second name, so that a global limit
+            // split over N sub-limiters gets its own `limit` (L / N) in
+            // `[classes.ratelimit_shard]`; see `durin_client::sharding`.
+            .class_with_config("ratelimit_shard", |t| {
+                Ok(Arc::new(RateLimitClass::from_config(t)?))
+            })
     }
 
     /// A builder with no classes.

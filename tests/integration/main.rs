@@ -21,6 +21,7 @@ mod crash_keeps_acknowledged_writes;
 mod cross_shard_concurrency;
 mod header_timeout;
 mod hostile_clients;
+mod hot_key_sharding;
 mod http_keepalive_pipelining;
 mod idle_objects_leave_memory;
 mod kv_client;

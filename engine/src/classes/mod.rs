@@ -8,6 +8,7 @@ pub mod counter;
 pub mod kv;
 pub mod queue;
 pub mod ratelimit;
+pub mod sharded;
 
 /// Writes `{"value": N}`-style JSON number fields without going through a
 /// formatter that allocates.
