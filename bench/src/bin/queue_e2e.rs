@@ -66,7 +66,12 @@ impl Conn {
 
     /// Sends `{head} HTTP/1.1` with `headers` (whole lines) and `body`;
     /// returns the status and body.
-    fn request(&mut self, head: &str, headers: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+    fn request(
+        &mut self,
+        head: &str,
+        headers: &str,
+        body: &[u8],
+    ) -> std::io::Result<(u16, Vec<u8>)> {
         let request = format!(
             "{head} HTTP/1.1\r\nHost: bench\r\n{headers}Content-Length: {}\r\n\r\n",
             body.len()
@@ -105,7 +110,9 @@ fn seqs(body: &[u8]) -> Vec<u64> {
     text.match_indices("\"seq\":")
         .filter_map(|(i, m)| {
             let rest = &text[i + m.len()..];
-            let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            let end = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
             rest[..end].parse().ok()
         })
         .collect()
@@ -190,10 +197,16 @@ fn main() {
     }
     // A second of warm-up, then the measured window.
     thread::sleep(Duration::from_secs(1));
-    let (a0, d0) = (appended.load(Ordering::Relaxed), delivered.load(Ordering::Relaxed));
+    let (a0, d0) = (
+        appended.load(Ordering::Relaxed),
+        delivered.load(Ordering::Relaxed),
+    );
     let started = Instant::now();
     thread::sleep(Duration::from_secs(args.seconds));
-    let (a1, d1) = (appended.load(Ordering::Relaxed), delivered.load(Ordering::Relaxed));
+    let (a1, d1) = (
+        appended.load(Ordering::Relaxed),
+        delivered.load(Ordering::Relaxed),
+    );
     let secs = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     for t in threads {
