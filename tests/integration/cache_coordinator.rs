@@ -176,3 +176,18 @@ fn cache_limits_have_clear_answers() {
     assert_eq!(wrong.header("allow"), Some("GET, PUT, DELETE"));
     assert_eq!(conn.get("/cache/lim/subscribe").status, 400);
 }
+
+#[test]
+fn a_namespace_with_quiet_subscribers_hibernates_and_still_pushes() {
+    use crate::harness::eventually;
+    use crate::kv_client::metric_total;
+    let server = Server::start_with_config(2, "[classes.cache]\nhibernation_timeout_ms = 100\n");
+    let mut conn = server.connect();
+    let mut sub = Ws::connect(&server, "/cache/hib/subscribe");
+    let hibernated = eventually(Duration::from_secs(10), || {
+        metric_total(&mut conn, "durin_objects_hibernated_total") >= 1
+    });
+    assert!(hibernated, "the namespace hibernated");
+    let v = put_ok(&mut conn, "hib", "k", "v");
+    assert_eq!(change(&mut sub), ("k".into(), v, "put".into()));
+}

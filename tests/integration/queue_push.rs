@@ -52,3 +52,31 @@ fn a_bad_push_target_is_refused() {
     let none = conn.get("/queue/bad/push");
     assert_eq!(none.status, 404, "{none}");
 }
+
+#[test]
+fn push_delivery_resumes_after_sigkill() {
+    let mut server = Server::start(2);
+    let mut conn = server.connect();
+    let target = br#"{"class": "counter", "object": "resumed", "method": "increment"}"#;
+    assert_eq!(
+        conn.request("PUT", "/queue/rq/push", &[], target).status,
+        200
+    );
+    let json = [("Content-Type", "application/json")];
+    let batch = format!("{{\"messages\": [{}]}}", vec!["\"\""; 50].join(","));
+    let appended = conn.request("POST", "/queue/rq/messages", &json, batch.as_bytes());
+    assert_eq!(appended.status, 200, "{appended}");
+    server.kill9();
+    server.restart(2);
+    let mut conn = server.connect();
+    // Nothing but the queue's alarm brings it back after the restart.
+    let drained = crate::harness::eventually(Duration::from_secs(20), || {
+        counter_value(&mut conn, "resumed") >= 50
+    });
+    assert!(
+        drained,
+        "delivery resumed: {}",
+        counter_value(&mut conn, "resumed")
+    );
+    assert_eq!(stats(&mut conn, "rq").u64_field("count"), 0);
+}

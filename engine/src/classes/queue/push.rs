@@ -21,9 +21,11 @@ pub const ATTEMPTS_MAX: u32 = 100;
 /// Longest delay between two attempts.
 pub const BACKOFF_MS_MAX: u64 = 3_600_000;
 /// How long after a call leaves the queue makes sure it wakes again, in
-/// case the reply never comes (a restart loses calls that are away). The
-/// server's call timeout (30 s by default) answers sooner.
-pub const WATCHDOG_MS: u64 = 60_000;
+/// case the reply never comes: a restart loses calls that are away, and
+/// this is how soon delivery resumes after one. While the queue is in
+/// memory a wake-up with the call still away only sets the next one (one
+/// small write per 5 s of pushing).
+pub const WATCHDOG_MS: u64 = 5_000;
 /// Longest class, object or method name.
 pub const NAME_BYTES_MAX: usize = 256;
 
