@@ -191,3 +191,32 @@ fn too_many_long_polls_are_refused_with_429() {
     let first = waiter.read_response().expect("the first long-poll ends");
     assert_eq!(first.status, 200);
 }
+
+#[test]
+fn acking_through_an_already_acknowledged_number_acks_nothing() {
+    let server = Server::start(2);
+    let mut conn = server.connect();
+    append_batch(&mut conn, "low", &["1", "2", "3"]);
+    let got = pull(&mut conn, "low", "max=2");
+    ack(&mut conn, "low", &[got[0].seq, got[1].seq]);
+    // The queue's floor is now 3: acking through 1 is below it.
+    let _ = pull(&mut conn, "low", "max=1&unordered=true");
+    let response = conn.post("/queue/low/ack", br#"{"through": 1}"#);
+    assert_eq!(response.status, 200, "{response}");
+    assert_eq!(response.json().u64_field("acked"), 0);
+    assert_eq!(stats(&mut conn, "low").u64_field("count"), 1);
+}
+
+#[test]
+fn too_many_leased_messages_are_refused_with_429() {
+    let server = Server::start_with_config(2, "[classes.queue]\nin_flight_max = 2\n");
+    let mut conn = server.connect();
+    append_batch(&mut conn, "fl", &["1", "2", "3"]);
+    assert_eq!(
+        pull(&mut conn, "fl", "max=5").len(),
+        2,
+        "capped by in_flight_max"
+    );
+    let refused = conn.post("/queue/fl/pull?unordered=true", b"");
+    assert_eq!(refused.status, 429, "{refused}");
+}

@@ -292,6 +292,9 @@ impl Queue {
             Ok(v) => v,
             Err(why) => return error(res, 400, &why),
         };
+        for (_, holder) in self.delivery.expire(ctx.now_ms()) {
+            self.mark_dirty(holder);
+        }
         if self.delivery.leases.len() as u64 >= self.limits.in_flight_max {
             let max = self.limits.in_flight_max;
             return error(
