@@ -198,7 +198,8 @@ impl Queue {
     fn append(&mut self, req: &Request<'_>, res: &mut Response, ctx: &mut Context<'_>) {
         let is_json = req
             .header("content-type")
-            .is_some_and(|v| v.starts_with(b"application/json"));
+            .and_then(|v| v.get(..16))
+            .is_some_and(|v| v.eq_ignore_ascii_case(b"application/json"));
         let batch;
         let bodies: Vec<&[u8]> = if is_json {
             batch = match serde_json::from_slice::<Batch>(req.body) {
