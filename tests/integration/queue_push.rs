@@ -80,3 +80,42 @@ fn push_delivery_resumes_after_sigkill() {
     );
     assert_eq!(stats(&mut conn, "rq").u64_field("count"), 0);
 }
+
+#[test]
+fn full_dead_letters_pause_the_push_until_they_are_cleared() {
+    let server = Server::start_with_config(2, "[classes.queue]\ndead_letters_max = 1\n");
+    let mut conn = server.connect();
+    let target = br#"{"class": "counter", "object": "paused", "method": "increment", "max_attempts": 1, "backoff_ms": 10}"#;
+    assert_eq!(
+        conn.request("PUT", "/queue/dl/push", &[], target).status,
+        200
+    );
+    append(&mut conn, "dl", "poison 1");
+    append(&mut conn, "dl", "poison 2");
+    append(&mut conn, "dl", "");
+    let paused = crate::harness::eventually(Duration::from_secs(10), || {
+        let s = stats(&mut conn, "dl");
+        s.u64_field("dead") == 1 && s.u64_field("count") == 2
+    });
+    assert!(paused, "{}", stats(&mut conn, "dl"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        stats(&mut conn, "dl").u64_field("count"),
+        2,
+        "nothing dropped"
+    );
+    assert_eq!(
+        counter_value(&mut conn, "paused"),
+        0,
+        "order kept: the head waits"
+    );
+    let cleared = conn.request("DELETE", "/queue/dl/dead", &[], b"");
+    assert_eq!(cleared.status, 200, "{cleared}");
+    assert_eq!(cleared.json().u64_field("deleted"), 1);
+    let resumed = crate::harness::eventually(Duration::from_secs(10), || {
+        stats(&mut conn, "dl").u64_field("count") == 0
+    });
+    assert!(resumed, "{}", stats(&mut conn, "dl"));
+    assert_eq!(counter_value(&mut conn, "paused"), 1);
+    assert_eq!(stats(&mut conn, "dl").u64_field("dead"), 1);
+}

@@ -179,12 +179,19 @@ impl Queue {
                 Err(e) => storage_error(res, &e),
             },
             ("GET", "/dead") => dead(req.query, res, ctx),
+            ("DELETE", "/dead") => match self.clear_dead(ctx) {
+                Ok(n) => respond_json(res, 200, &json!({ "deleted": n })),
+                Err(e) => storage_error(res, &e),
+            },
             ("GET", "") => self.stats(res, ctx),
             (_, "/messages" | "/pull" | "/ack") => {
                 res.method_not_allowed("POST");
             }
-            (_, "/consume" | "/dead" | "") => {
+            (_, "/consume" | "") => {
                 res.method_not_allowed("GET");
+            }
+            (_, "/dead") => {
+                res.method_not_allowed("GET, DELETE");
             }
             (_, "/push") => {
                 res.method_not_allowed("GET, PUT, DELETE");
@@ -381,6 +388,7 @@ impl Queue {
             "waiters": self.delivery.waiters.len(),
             "consumers": ctx.websockets(Some(CONSUMER_TAG)).len(),
             "push": self.push.target,
+            "dead": self.push.dead_count,
         });
         respond_json(res, 200, &body);
     }

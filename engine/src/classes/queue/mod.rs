@@ -9,7 +9,8 @@
 //! | `PUT /queue/{name}/push` with `{"class", "object", "method", "max_attempts", "backoff_ms"}` | `{"ok": true}`: each message becomes an RPC call |
 //! | `GET`/`DELETE /queue/{name}/push` | the target, or `{"ok": true}` |
 //! | `GET /queue/{name}/dead?limit=N` | `{"messages": [{"seq", "body", "error", "attempts"}, …]}` |
-//! | `GET /queue/{name}` | `{"next_seq", "count", "bytes", "in_flight", "waiters", "consumers"}` |
+//! | `DELETE /queue/{name}/dead` | `{"deleted": n}` |
+//! | `GET /queue/{name}` | `{"next_seq", "count", "bytes", "in_flight", "waiters", "consumers", "push", "dead"}` |
 //!
 //! The flow of one message: an append stores it under the next sequence
 //! number and answers once it is durable; a pull (or a socket consumer
@@ -33,6 +34,8 @@
 //! waiters_max = 1000               # long-polls waiting at once (429)
 //! in_flight_max = 10000            # leased messages at once (429)
 //! socket_in_flight_max = 1000      # `max_in_flight` of one socket (400)
+//! dead_letters_max = 10000         # kept; when full, push pauses on the
+//!                                  # failing message until they are cleared
 //! ```
 
 mod delivery;
@@ -61,6 +64,9 @@ const CONSUMER_TAG: &str = "consumer";
 /// each, 13 of settings) within [`ATTACHMENT_BYTES_MAX`].
 pub const SOCKET_IN_FLIGHT_LIMIT: u64 = 1000;
 const _: () = assert!(13 + SOCKET_IN_FLIGHT_LIMIT as usize * 16 <= ATTACHMENT_BYTES_MAX);
+/// Most dead letters a queue can be configured to keep: clearing them is
+/// one listing, which returns at most this many.
+pub const DEAD_LETTERS_LIMIT: u64 = crate::object::storage::LIST_ENTRIES_MAX as u64;
 
 /// The class's limits, from `[classes.queue]`.
 #[derive(Debug, Clone)]
@@ -75,6 +81,7 @@ pub struct Limits {
     pub waiters_max: u64,
     pub in_flight_max: u64,
     pub socket_in_flight_max: u64,
+    pub dead_letters_max: u64,
 }
 
 impl Limits {
@@ -91,7 +98,13 @@ impl Limits {
             waiters_max: take("waiters_max", 1000)?,
             in_flight_max: take("in_flight_max", 10_000)?,
             socket_in_flight_max: take("socket_in_flight_max", 1000)?,
+            dead_letters_max: take("dead_letters_max", 10_000)?,
         };
+        if limits.dead_letters_max > DEAD_LETTERS_LIMIT {
+            return Err(ConfigError(format!(
+                "classes.queue.dead_letters_max must be at most {DEAD_LETTERS_LIMIT}"
+            )));
+        }
         if limits.socket_in_flight_max > SOCKET_IN_FLIGHT_LIMIT {
             return Err(ConfigError(format!(
                 "classes.queue.socket_in_flight_max must be at most {SOCKET_IN_FLIGHT_LIMIT}"
@@ -469,7 +482,9 @@ impl Queue {
         Ok(())
     }
 
-    /// Moves message `seq` to the dead letters.
+    /// Moves message `seq` to the dead letters; with no room there, the
+    /// message stays at the head and is tried again after the longest
+    /// backoff, or as soon as the dead letters are cleared.
     fn dead_letter(
         &mut self,
         ctx: &mut Context<'_>,
@@ -477,6 +492,14 @@ impl Queue {
         error: &str,
         attempts: u32,
     ) -> Result<(), crate::object::StorageError> {
+        if self.push.dead_count >= self.limits.dead_letters_max {
+            let retry = push::Retry {
+                seq,
+                failures: attempts,
+                not_before_ms: ctx.now_ms() + push::BACKOFF_MS_MAX,
+            };
+            return self.push.store_retry(ctx, Some(retry));
+        }
         let key = store::seq_key(store::MESSAGE_PREFIX, seq);
         if let Some(body) = ctx.storage().get(&key)? {
             let mut record = serde_json::Map::new();
@@ -487,10 +510,33 @@ impl Queue {
             let bytes = serde_json::Value::Object(record).to_string();
             ctx.storage()
                 .put(&store::seq_key(store::DEAD_PREFIX, seq), bytes.as_bytes())?;
+            self.push.store_dead_count(ctx, self.push.dead_count + 1)?;
             store::remove(ctx, &mut self.meta, seq)?;
             store::store_meta(ctx, &self.meta)?;
         }
         self.push.store_retry(ctx, None)
+    }
+
+    /// Deletes every dead letter; a message waiting for room there is
+    /// tried again at once.
+    fn clear_dead(&mut self, ctx: &mut Context<'_>) -> Result<u64, crate::object::StorageError> {
+        let dead = ctx.storage().list(&crate::object::ListOptions {
+            prefix: Some(store::DEAD_PREFIX),
+            ..Default::default()
+        })?;
+        let keys: Vec<&[u8]> = dead.iter().map(|(k, _)| k.as_slice()).collect();
+        let deleted = ctx.storage().delete_many(&keys)?;
+        self.push.store_dead_count(ctx, 0)?;
+        let waiting = self
+            .push
+            .target
+            .as_ref()
+            .zip(self.push.retry)
+            .is_some_and(|(target, retry)| retry.failures >= target.max_attempts);
+        if waiting {
+            self.push.store_retry(ctx, None)?;
+        }
+        Ok(deleted)
     }
 
     /// Sets the alarm for the earliest thing that needs the queue: a

@@ -15,6 +15,7 @@ use crate::object::{CallId, Context, StorageError};
 
 const CONFIG_KEY: &[u8] = b"push";
 const RETRY_KEY: &[u8] = b"push-retry";
+const DEAD_COUNT_KEY: &[u8] = b"dead-count";
 
 /// Most attempts a push target may ask for.
 pub const ATTEMPTS_MAX: u32 = 100;
@@ -117,6 +118,8 @@ pub(super) struct Push {
     pub retry: Option<Retry>,
     /// The call away now, and the message it carries.
     pub in_flight: Option<(CallId, u64)>,
+    /// Dead letters stored.
+    pub dead_count: u64,
 }
 
 impl Push {
@@ -129,11 +132,28 @@ impl Push {
             .storage()
             .get(RETRY_KEY)?
             .and_then(|bytes| Retry::decode(&bytes));
+        let dead_count = ctx
+            .storage()
+            .get(DEAD_COUNT_KEY)?
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+            .map_or(0, u64::from_le_bytes);
         Ok(Push {
             target,
             retry,
             in_flight: None,
+            dead_count,
         })
+    }
+
+    pub fn store_dead_count(
+        &mut self,
+        ctx: &mut Context<'_>,
+        dead_count: u64,
+    ) -> Result<(), StorageError> {
+        ctx.storage()
+            .put(DEAD_COUNT_KEY, &dead_count.to_le_bytes())?;
+        self.dead_count = dead_count;
+        Ok(())
     }
 
     pub fn set_target(
