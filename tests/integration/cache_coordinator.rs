@@ -191,3 +191,12 @@ fn a_namespace_with_quiet_subscribers_hibernates_and_still_pushes() {
     let v = put_ok(&mut conn, "hib", "k", "v");
     assert_eq!(change(&mut sub), ("k".into(), v, "put".into()));
 }
+
+#[test]
+fn subscribers_past_the_limit_are_refused_with_429() {
+    let server = Server::start_with_config(2, "[classes.cache]\nsubscribers_max = 1\n");
+    let _first = Ws::connect(&server, "/cache/full/subscribe");
+    let second = Ws::try_connect(&server, "/cache/full/subscribe");
+    let error = second.err().expect("the second subscriber is refused");
+    assert!(error.contains("429"), "{error}");
+}

@@ -106,3 +106,14 @@ fn a_consumers_leases_survive_the_queue_hibernating() {
     }
     assert_eq!(next, [2]);
 }
+
+#[test]
+fn a_socket_lease_that_ends_is_pushed_again() {
+    let server = Server::start(2);
+    let mut conn = server.connect();
+    append(&mut conn, "again", "x");
+    let mut ws = Ws::connect(&server, "/queue/again/consume?visibility_ms=300");
+    assert_eq!(seqs(&ws.recv_json()), [1]);
+    // Not acknowledged: the queue's alarm ends the lease and pushes it again.
+    assert_eq!(seqs(&ws.recv_json()), [1]);
+}
