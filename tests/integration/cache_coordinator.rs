@@ -169,8 +169,16 @@ fn cache_limits_have_clear_answers() {
     for key in ["p/1", "p/2", "p/3"] {
         put_ok(&mut conn, "lim", key, "v");
     }
-    let wide = conn.post("/cache/lim/invalidate", br#"{"prefixes": ["p/"]}"#);
+    put_ok(&mut conn, "lim", "x", "v");
+    let version = conn.get("/cache/lim").json().u64_field("version");
+    let wide = conn.post(
+        "/cache/lim/invalidate",
+        br#"{"keys": ["x"], "prefixes": ["p/"]}"#,
+    );
     assert_eq!(wide.status, 413, "{wide}");
+    assert_eq!(conn.get("/cache/lim/keys/x").status, 200, "nothing applied");
+    let after = conn.get("/cache/lim").json().u64_field("version");
+    assert_eq!(after, version, "no change logged");
     let wrong = conn.post("/cache/lim/keys/k", b"");
     assert_eq!(wrong.status, 405);
     assert_eq!(wrong.header("allow"), Some("GET, PUT, DELETE"));

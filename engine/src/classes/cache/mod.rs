@@ -45,7 +45,7 @@ use serde_json::{json, Value as Json};
 use crate::config::{reject_unknown, take_u64, ConfigError};
 use crate::object::{
     percent_decode_component, query_param, Context, DurableObject, Message, ObjectClass, Request,
-    Response, StorageError, WebSocket,
+    Response, StorageError, TransactionError, WebSocket,
 };
 use crate::ObjectId;
 
@@ -97,7 +97,7 @@ pub fn factory(table: &mut toml::Table) -> Result<Arc<dyn ObjectClass>, ConfigEr
 
 impl ObjectClass for CacheClass {
     fn create(&self, _id: &ObjectId, ctx: &mut Context<'_>) -> Box<dyn DurableObject> {
-        let (meta, broken) = match store::load_meta(ctx) {
+        let (meta, broken) = match store::load_meta(&mut ctx.storage()) {
             Ok(meta) => (meta, None),
             Err(e) => (Meta::default(), Some(e.to_string())),
         };
@@ -145,6 +145,18 @@ fn number_param(query: Option<&str>, name: &str) -> Result<Option<u64>, String> 
             .and_then(|t| t.parse::<u64>().ok())
             .map(Some)
             .ok_or_else(|| format!("{name} must be a non-negative integer")),
+    }
+}
+
+/// Why an invalidation did not apply.
+enum Abort {
+    TooWide(String),
+    Storage(StorageError),
+}
+
+impl From<StorageError> for Abort {
+    fn from(e: StorageError) -> Self {
+        Abort::Storage(e)
     }
 }
 
@@ -219,7 +231,7 @@ impl DurableObject for Cache {
 }
 
 fn get(key: &[u8], res: &mut Response, ctx: &mut Context<'_>) {
-    match store::get(ctx, key) {
+    match store::get(&mut ctx.storage(), key) {
         Ok(Some(entry)) if !entry.expired(ctx.now_ms()) => {
             let mut map = serde_json::Map::new();
             match std::str::from_utf8(&entry.value) {
@@ -239,29 +251,28 @@ fn get(key: &[u8], res: &mut Response, ctx: &mut Context<'_>) {
     }
 }
 
-impl Cache {
-    /// Checks `if_version` against the entry; `Err` is the 409 to send.
-    fn check_version(
-        &self,
-        current: Option<&Entry>,
-        if_version: Option<u64>,
-        now_ms: u64,
-    ) -> Result<(), Json> {
-        let Some(expected) = if_version else {
-            return Ok(());
-        };
-        let actual = current
-            .filter(|e| !e.expired(now_ms))
-            .map_or(0, |e| e.version);
-        if actual == expected {
-            return Ok(());
-        }
-        Err(json!({
-            "error": "version mismatch; nothing was changed",
-            "version": actual,
-        }))
+/// Checks `if_version` against the entry; `Err` is the 409 to send.
+fn check_version(
+    current: Option<&Entry>,
+    if_version: Option<u64>,
+    now_ms: u64,
+) -> Result<(), Json> {
+    let Some(expected) = if_version else {
+        return Ok(());
+    };
+    let actual = current
+        .filter(|e| !e.expired(now_ms))
+        .map_or(0, |e| e.version);
+    if actual == expected {
+        return Ok(());
     }
+    Err(json!({
+        "error": "version mismatch; nothing was changed",
+        "version": actual,
+    }))
+}
 
+impl Cache {
     fn put(&mut self, key: &[u8], req: &Request<'_>, res: &mut Response, ctx: &mut Context<'_>) {
         let params = number_param(req.query, "ttl_ms")
             .and_then(|ttl| Ok((ttl, number_param(req.query, "if_version")?)));
@@ -278,26 +289,26 @@ impl Cache {
             return error(res, 413, &format!("the value is over the {max}-byte limit"));
         }
         let now_ms = ctx.now_ms();
-        let result = (|| {
-            let current = store::get(ctx, key)?;
-            if let Err(conflict) = self.check_version(current.as_ref(), if_version, now_ms) {
+        let changes_max = self.limits.changes_max;
+        let mut meta = self.meta;
+        // One transaction: a limit that refuses any write leaves neither
+        // the entry nor its change behind.
+        let result = ctx.storage().transaction(|storage| {
+            let current = store::get(storage, key)?;
+            if let Err(conflict) = check_version(current.as_ref(), if_version, now_ms) {
                 return Ok(Err(conflict));
             }
-            // The entry first: a storage limit refuses it before any
-            // change is logged.
             let entry = Entry {
-                version: self.meta.version + 1,
+                version: meta.version + 1,
                 expires_at_ms: ttl_ms.map(|t| now_ms.saturating_add(t)),
                 value: req.body.to_vec(),
             };
-            store::put(ctx, key, &entry)?;
-            let (version, change) =
-                store::record(ctx, &mut self.meta, key, "put", self.limits.changes_max)?;
-            assert_eq!(version, entry.version);
-            broadcast(ctx, &change);
-            Ok::<_, StorageError>(Ok(version))
-        })();
-        self.answer(res, ctx, result);
+            store::put(storage, key, &entry)?;
+            let change = store::record(storage, &mut meta, key, "put", changes_max)?;
+            assert_eq!(change.0, entry.version);
+            Ok(Ok(vec![change]))
+        });
+        self.finish(res, ctx, meta, result);
     }
 
     fn delete(&mut self, key: &[u8], req: &Request<'_>, res: &mut Response, ctx: &mut Context<'_>) {
@@ -306,37 +317,41 @@ impl Cache {
             Err(why) => return error(res, 400, &why),
         };
         let now_ms = ctx.now_ms();
-        let result = (|| {
-            let current = store::get(ctx, key)?;
-            if let Err(conflict) = self.check_version(current.as_ref(), if_version, now_ms) {
+        let changes_max = self.limits.changes_max;
+        let mut meta = self.meta;
+        let result = ctx.storage().transaction(|storage| {
+            let current = store::get(storage, key)?;
+            if let Err(conflict) = check_version(current.as_ref(), if_version, now_ms) {
                 return Ok(Err(conflict));
             }
-            store::delete(ctx, key)?;
-            let (version, change) =
-                store::record(ctx, &mut self.meta, key, "delete", self.limits.changes_max)?;
-            broadcast(ctx, &change);
-            Ok::<_, StorageError>(Ok(version))
-        })();
-        self.answer(res, ctx, result);
+            store::delete(storage, key)?;
+            let change = store::record(storage, &mut meta, key, "delete", changes_max)?;
+            Ok(Ok(vec![change]))
+        });
+        self.finish(res, ctx, meta, result);
     }
 
-    /// Answers a put or delete: its version, a 409, or a storage error
-    /// (after which the event's writes stand, so the version is reread).
-    fn answer(
+    /// Answers a change that ran as a transaction: on success the new meta
+    /// stands and every subscriber gets the changes; a conflict is a 409; a
+    /// storage error rolled everything back.
+    fn finish(
         &mut self,
         res: &mut Response,
         ctx: &mut Context<'_>,
-        result: Result<Result<u64, Json>, StorageError>,
+        meta: Meta,
+        result: Result<Result<Vec<(u64, String)>, Json>, TransactionError<StorageError>>,
     ) {
         match result {
-            Ok(Ok(version)) => respond_json(res, 200, &json!({ "version": version })),
-            Ok(Err(conflict)) => respond_json(res, 409, &conflict),
-            Err(e) => {
-                if let Ok(meta) = store::load_meta(ctx) {
-                    self.meta = meta;
+            Ok(Ok(changes)) => {
+                self.meta = meta;
+                for (_, change) in &changes {
+                    broadcast(ctx, change);
                 }
-                storage_error(res, &e)
+                let version = changes.last().map_or(meta.version, |(v, _)| *v);
+                respond_json(res, 200, &json!({ "version": version }));
             }
+            Ok(Err(conflict)) => respond_json(res, 409, &conflict),
+            Err(TransactionError::Aborted(e)) => storage_error(res, &e),
         }
     }
 
@@ -356,48 +371,43 @@ impl Cache {
         if parsed.keys.is_empty() && parsed.prefixes.is_empty() {
             return error(res, 400, "give keys or prefixes to invalidate");
         }
-        let result = (|| {
-            let mut invalidated = 0u64;
+        let changes_max = self.limits.changes_max;
+        let mut meta = self.meta;
+        let mut invalidated = 0u64;
+        let result = ctx.storage().transaction(|storage| {
+            let mut changes = Vec::new();
             for key in &parsed.keys {
-                invalidated += u64::from(store::delete(ctx, key.as_bytes())?);
-                let change = store::record(
-                    ctx,
-                    &mut self.meta,
-                    key.as_bytes(),
-                    "invalidate",
-                    self.limits.changes_max,
-                )?;
-                broadcast(ctx, &change.1);
+                invalidated += u64::from(store::delete(storage, key.as_bytes())?);
+                let op = "invalidate";
+                changes.push(store::record(storage, &mut meta, key.as_bytes(), op, changes_max)?);
             }
             for prefix in &parsed.prefixes {
-                let keys = store::keys_with_prefix(ctx, prefix.as_bytes(), max + 1)?;
+                let keys = store::keys_with_prefix(storage, prefix.as_bytes(), max + 1)?;
                 if keys.len() > max {
-                    return Ok(Err(format!(
-                        "prefix {prefix:?} covers more than {max} keys; invalidate narrower prefixes"
+                    // An error rolls back the deletes and changes before it.
+                    return Err(Abort::TooWide(format!(
+                        "prefix {prefix:?} covers more than {max} keys; nothing was invalidated; use narrower prefixes"
                     )));
                 }
                 for key in &keys {
-                    invalidated += u64::from(store::delete(ctx, key)?);
+                    invalidated += u64::from(store::delete(storage, key)?);
                 }
-                let change = store::record(
-                    ctx,
-                    &mut self.meta,
-                    prefix.as_bytes(),
-                    "invalidate_prefix",
-                    self.limits.changes_max,
-                )?;
-                broadcast(ctx, &change.1);
+                let op = "invalidate_prefix";
+                changes.push(store::record(storage, &mut meta, prefix.as_bytes(), op, changes_max)?);
             }
-            Ok::<_, StorageError>(Ok(invalidated))
-        })();
+            Ok(changes)
+        });
         match result {
-            Ok(Ok(n)) => respond_json(
-                res,
-                200,
-                &json!({ "version": self.meta.version, "invalidated": n }),
-            ),
-            Ok(Err(why)) => error(res, 413, &why),
-            Err(e) => storage_error(res, &e),
+            Ok(changes) => {
+                self.meta = meta;
+                for (_, change) in &changes {
+                    broadcast(ctx, change);
+                }
+                let body = json!({ "version": meta.version, "invalidated": invalidated });
+                respond_json(res, 200, &body);
+            }
+            Err(TransactionError::Aborted(Abort::TooWide(why))) => error(res, 413, &why),
+            Err(TransactionError::Aborted(Abort::Storage(e))) => storage_error(res, &e),
         }
     }
 
@@ -431,7 +441,7 @@ impl Cache {
             return;
         }
         let limit = (meta.version - since) as usize;
-        match store::changes_since(ctx, since, limit) {
+        match store::changes_since(&mut ctx.storage(), since, limit) {
             Ok(changes) => {
                 // The log holds every version from compacted_through + 1 on.
                 assert_eq!(changes.len(), limit);

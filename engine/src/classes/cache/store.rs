@@ -14,7 +14,7 @@
 
 use serde_json::json;
 
-use crate::object::{Context, ListOptions, StorageError};
+use crate::object::{ListOptions, Storage, StorageError};
 
 const META_KEY: &[u8] = b"meta";
 pub(super) const ENTRY_PREFIX: &[u8] = b"e/";
@@ -97,8 +97,8 @@ fn change_key(version: u64) -> [u8; 10] {
     out
 }
 
-pub(super) fn load_meta(ctx: &mut Context<'_>) -> Result<Meta, StorageError> {
-    match ctx.storage().get(META_KEY)? {
+pub(super) fn load_meta(storage: &mut Storage<'_, '_>) -> Result<Meta, StorageError> {
+    match storage.get(META_KEY)? {
         None => Ok(Meta::default()),
         Some(bytes) => {
             Meta::decode(&bytes).ok_or(StorageError::CorruptRecord { what: "cache meta" })
@@ -106,8 +106,11 @@ pub(super) fn load_meta(ctx: &mut Context<'_>) -> Result<Meta, StorageError> {
     }
 }
 
-pub(super) fn get(ctx: &mut Context<'_>, key: &[u8]) -> Result<Option<Entry>, StorageError> {
-    let bytes = ctx.storage().get(&entry_key(key))?;
+pub(super) fn get(
+    storage: &mut Storage<'_, '_>,
+    key: &[u8],
+) -> Result<Option<Entry>, StorageError> {
+    let bytes = storage.get(&entry_key(key))?;
     bytes
         .map(|b| {
             Entry::decode(&b).ok_or(StorageError::CorruptRecord {
@@ -117,22 +120,26 @@ pub(super) fn get(ctx: &mut Context<'_>, key: &[u8]) -> Result<Option<Entry>, St
         .transpose()
 }
 
-pub(super) fn put(ctx: &mut Context<'_>, key: &[u8], entry: &Entry) -> Result<(), StorageError> {
-    ctx.storage().put(&entry_key(key), &entry.encode())
+pub(super) fn put(
+    storage: &mut Storage<'_, '_>,
+    key: &[u8],
+    entry: &Entry,
+) -> Result<(), StorageError> {
+    storage.put(&entry_key(key), &entry.encode())
 }
 
-pub(super) fn delete(ctx: &mut Context<'_>, key: &[u8]) -> Result<bool, StorageError> {
-    ctx.storage().delete(&entry_key(key))
+pub(super) fn delete(storage: &mut Storage<'_, '_>, key: &[u8]) -> Result<bool, StorageError> {
+    storage.delete(&entry_key(key))
 }
 
 /// Keys stored under `prefix`, at most `limit`.
 pub(super) fn keys_with_prefix(
-    ctx: &mut Context<'_>,
+    storage: &mut Storage<'_, '_>,
     prefix: &[u8],
     limit: usize,
 ) -> Result<Vec<Vec<u8>>, StorageError> {
     let full = entry_key(prefix);
-    let entries = ctx.storage().list(&ListOptions {
+    let entries = storage.list(&ListOptions {
         prefix: Some(&full),
         limit: Some(limit),
         ..ListOptions::default()
@@ -151,7 +158,7 @@ pub(super) fn change_json(key: &[u8], version: u64, op: &str) -> String {
 /// Records a change under the next version; returns the version and the
 /// change's JSON. Old changes past `changes_max` are compacted.
 pub(super) fn record(
-    ctx: &mut Context<'_>,
+    storage: &mut Storage<'_, '_>,
     meta: &mut Meta,
     key: &[u8],
     op: &str,
@@ -159,27 +166,27 @@ pub(super) fn record(
 ) -> Result<(u64, String), StorageError> {
     let version = meta.version + 1;
     let text = change_json(key, version, op);
-    ctx.storage().put(&change_key(version), text.as_bytes())?;
+    storage.put(&change_key(version), text.as_bytes())?;
     meta.version = version;
     let mut steps = 0;
     while meta.version - meta.compacted_through > changes_max && steps < COMPACT_STEP_MAX {
         meta.compacted_through += 1;
-        ctx.storage().delete(&change_key(meta.compacted_through))?;
+        storage.delete(&change_key(meta.compacted_through))?;
         steps += 1;
     }
-    ctx.storage().put(META_KEY, &meta.encode())?;
+    storage.put(META_KEY, &meta.encode())?;
     assert!(meta.compacted_through <= meta.version);
     Ok((version, text))
 }
 
 /// The logged changes after version `since`, at most `limit`.
 pub(super) fn changes_since(
-    ctx: &mut Context<'_>,
+    storage: &mut Storage<'_, '_>,
     since: u64,
     limit: usize,
 ) -> Result<Vec<String>, StorageError> {
     let start = change_key(since.saturating_add(1));
-    let entries = ctx.storage().list(&ListOptions {
+    let entries = storage.list(&ListOptions {
         prefix: Some(CHANGE_PREFIX),
         start: Some(&start),
         limit: Some(limit),
