@@ -148,6 +148,11 @@ fn number_param(query: Option<&str>, name: &str) -> Result<Option<u64>, String> 
     }
 }
 
+/// Changes made: each version and the JSON subscribers get.
+type Changes = Vec<(u64, String)>;
+/// What a put or delete transaction gives: its changes, or the 409's body.
+type Outcome = Result<Result<Changes, Json>, TransactionError<StorageError>>;
+
 /// Why an invalidation did not apply.
 enum Abort {
     TooWide(String),
@@ -334,13 +339,7 @@ impl Cache {
     /// Answers a change that ran as a transaction: on success the new meta
     /// stands and every subscriber gets the changes; a conflict is a 409; a
     /// storage error rolled everything back.
-    fn finish(
-        &mut self,
-        res: &mut Response,
-        ctx: &mut Context<'_>,
-        meta: Meta,
-        result: Result<Result<Vec<(u64, String)>, Json>, TransactionError<StorageError>>,
-    ) {
+    fn finish(&mut self, res: &mut Response, ctx: &mut Context<'_>, meta: Meta, result: Outcome) {
         match result {
             Ok(Ok(changes)) => {
                 self.meta = meta;
