@@ -112,7 +112,8 @@ impl Default for ServerBuilder {
 
 impl ServerBuilder {
     /// A builder with the built-in classes `chat`, `counter`, `kv` and
-    /// `ratelimit`.
+    /// `ratelimit`, and the patterns `queue`, `cache`, `sharded` and
+    /// `ratelimit_shard`.
     pub fn new() -> Self {
         ServerBuilder::empty()
             .class_with_config("chat", crate::classes::chat::factory)
