@@ -28,6 +28,12 @@ use crate::object::ObjectClass;
 use crate::registry::{valid_class_name, ClassFactory, Registry};
 use crate::shard::{self, ShardSetup};
 
+/// Exit status when a shard's loop or storage fails while serving (a log
+/// write or sync, the applier, a checkpoint): sysexits' `EX_SOFTWARE`.
+/// Nothing that was not durable has been acknowledged; a restart replays
+/// the log.
+pub const EXIT_SHARD_STOPPED: i32 = 70;
+
 /// Most shards a server runs.
 pub const SHARDS_MAX: usize = 1024;
 /// Listen backlog of each shard's listener.
@@ -102,6 +108,7 @@ impl std::error::Error for ServerError {}
 /// Collects the classes a server serves, then starts it.
 pub struct ServerBuilder {
     factories: Vec<(String, ClassFactory)>,
+    idle_hook: Option<fn()>,
 }
 
 impl Default for ServerBuilder {
@@ -141,7 +148,18 @@ impl ServerBuilder {
     pub fn empty() -> Self {
         ServerBuilder {
             factories: Vec::new(),
+            idle_hook: None,
         }
+    }
+
+    /// A function each shard's applier thread runs once it has been idle
+    /// for two `storage_idle_flush_ms` periods (after flushing its
+    /// memtables): the `durin` binary passes mimalloc's `mi_collect`, so
+    /// that memory freed on other threads goes back (see
+    /// [`durin_storage::StoreOptions::idle_hook`]).
+    pub fn idle_hook(mut self, hook: fn()) -> Self {
+        self.idle_hook = Some(hook);
+        self
     }
 
     /// Registers a class that takes no settings from the config file.
@@ -196,8 +214,18 @@ impl ServerBuilder {
         let partitions = options.partitions.unwrap_or(shards as u32);
         let layout =
             Layout::open_or_create(&options.data_dir, partitions).map_err(ServerError::Storage)?;
+        // Before fjall opens anything: on a full disk the replay below
+        // would fail part way, after fjall logged errors of its own.
+        durin_storage::space::check_room_to_start(&layout, config.server.disk_free_bytes_min)
+            .map_err(ServerError::Storage)?;
+        let server = &config.server;
         let mut store_options = StoreOptions {
-            wal_groups_in_flight: config.server.wal_groups_in_flight,
+            wal_groups_in_flight: server.wal_groups_in_flight,
+            cache_bytes_per_partition: server.storage_cache_bytes_per_partition,
+            memtable_bytes_per_partition: server.storage_memtable_bytes_per_partition,
+            idle_flush_ms: (server.storage_idle_flush_ms > 0)
+                .then_some(server.storage_idle_flush_ms),
+            idle_hook: self.idle_hook,
             ..StoreOptions::default()
         };
         let opening = std::time::Instant::now();
@@ -220,12 +248,17 @@ impl ServerBuilder {
         // Syncing what was replayed and deleting its segments can take
         // seconds; the server serves meanwhile (until it is done, a crash
         // replays the same segments again, before the new ones).
+        //
+        // If it fails the process stops: those segments would stay, and a
+        // later start would replay their old values over writes of this
+        // run whose own segments a shard's checkpoint had deleted by then.
         let checkpoint = recovered.checkpoint;
         std::thread::Builder::new()
             .name("durin-recovery-checkpoint".into())
             .spawn(move || {
                 if let Err(e) = checkpoint.finish() {
-                    log::error!("checkpoint after recovery: {e}; the log stays and is replayed at the next start");
+                    eprintln!("durin: checkpoint after recovery failed: {e}; stopping (the log stays and is replayed at the next start)");
+                    std::process::exit(EXIT_SHARD_STOPPED);
                 }
             })
             .map_err(|e| ServerError::Shard(format!("spawning the recovery checkpoint: {e}")))?;

@@ -57,6 +57,7 @@ pub struct ServerBuilder {
     config_toml: Option<String>,
     env: Vec<(String, String)>,
     fd_limit: Option<u64>,
+    data_dir: Option<PathBuf>,
 }
 
 impl ServerBuilder {
@@ -68,6 +69,13 @@ impl ServerBuilder {
     /// TOML written to a file in the server's temp dir and passed as `--config`.
     pub fn config(mut self, toml: &str) -> Self {
         self.config_toml = Some(toml.to_string());
+        self
+    }
+
+    /// Serve from this data directory instead of one in the server's
+    /// temporary directory (a test that puts it on a filesystem of its own).
+    pub fn data_dir(mut self, path: &Path) -> Self {
+        self.data_dir = Some(path.to_path_buf());
         self
     }
 
@@ -97,8 +105,11 @@ impl ServerBuilder {
             config_path,
             env: self.env,
             fd_limit: self.fd_limit,
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| dir.path().join(DATA_DIR_NAME)),
         };
-        let running = Running::spawn(dir.path(), self.cores, &launch);
+        let running = Running::spawn(self.cores, &launch);
         Server {
             dir,
             cores: self.cores,
@@ -121,6 +132,7 @@ struct Launch {
     config_path: Option<PathBuf>,
     env: Vec<(String, String)>,
     fd_limit: Option<u64>,
+    data_dir: PathBuf,
 }
 
 impl Server {
@@ -131,6 +143,7 @@ impl Server {
             config_toml: None,
             env: Vec::new(),
             fd_limit: None,
+            data_dir: None,
         }
     }
 
@@ -150,8 +163,13 @@ impl Server {
         self.cores
     }
 
+    /// The server process's ID.
+    pub fn pid(&self) -> u32 {
+        self.running().child.id()
+    }
+
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join(DATA_DIR_NAME)
+        self.launch.data_dir.clone()
     }
 
     /// The exact line the server printed when it became ready.
@@ -214,15 +232,6 @@ impl Server {
         }
     }
 
-    /// The server process's ID; panics if it is not running.
-    pub fn pid(&self) -> u32 {
-        self.running
-            .as_ref()
-            .expect("the server is running")
-            .child
-            .id()
-    }
-
     /// The server's resident memory now, in bytes (`VmRSS`).
     pub fn rss_bytes(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
@@ -281,7 +290,7 @@ impl Server {
     pub fn restart(&mut self, cores: usize) {
         self.kill9();
         self.cores = cores;
-        self.running = Some(Running::spawn(self.dir.path(), cores, &self.launch));
+        self.running = Some(Running::spawn(cores, &self.launch));
     }
 
     /// Kills the server if it runs, then starts it again on the same data
@@ -293,12 +302,15 @@ impl Server {
         self.kill9();
         wait_until_bindable(addr);
         self.cores = cores;
-        self.running = Some(Running::spawn_listening(
-            self.dir.path(),
-            cores,
-            &self.launch,
-            addr,
-        ));
+        self.running = Some(Running::spawn_listening(cores, &self.launch, addr));
+    }
+
+    /// Waits up to `timeout` for the server to exit on its own; returns how
+    /// it exited, or `None` if it still runs. The server's stderr stays
+    /// readable through [`stderr`](Self::stderr) until the next restart.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let running = self.running.as_mut().expect("the server was started");
+        wait_with_deadline(&mut running.child, timeout)
     }
 
     /// Panics, with the server's stderr, if the process has exited: errors a
@@ -347,11 +359,11 @@ struct Running {
 }
 
 impl Running {
-    fn spawn(dir: &Path, cores: usize, launch: &Launch) -> Running {
-        Running::spawn_listening(dir, cores, launch, SocketAddr::from(([127, 0, 0, 1], 0)))
+    fn spawn(cores: usize, launch: &Launch) -> Running {
+        Running::spawn_listening(cores, launch, SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
-    fn spawn_listening(dir: &Path, cores: usize, launch: &Launch, listen: SocketAddr) -> Running {
+    fn spawn_listening(cores: usize, launch: &Launch, listen: SocketAddr) -> Running {
         let mut command = Command::new(bin_path());
         command
             .arg("serve")
@@ -362,7 +374,7 @@ impl Running {
                 "127.0.0.1:0",
                 "--data-dir",
             ])
-            .arg(dir.join(DATA_DIR_NAME))
+            .arg(&launch.data_dir)
             .args(["--cores", &cores.to_string(), "--no-pin"]);
         if let Some(config) = &launch.config_path {
             command.arg("--config").arg(config);

@@ -215,6 +215,12 @@ fn running_out_of_descriptors_pauses_accepting_instead_of_spinning() {
     let pid = server.pid();
     let mut kept = server.connect();
     assert_eq!(kept.get("/healthz").status, 200);
+    // The log creates its next segment ahead of need, at start; that file
+    // is storage's, which the descriptors kept free per shard are for.
+    let wal = server.data_dir().join("wal");
+    assert!(crate::harness::eventually(Duration::from_secs(10), || {
+        std::fs::read_dir(&wal).is_ok_and(|d| d.count() >= 2)
+    }));
     // Something else takes the process's descriptors: its soft limit drops
     // to its lowest free descriptor. An accept armed earlier still works
     // under the old limit, so a storm of connections (queued while the
@@ -488,4 +494,36 @@ fn ambiguous_or_overflowing_parameters_are_refused_by_name() {
     assert_eq!(conn.get("/kv/o/alarm").text(), "{\"at_ms\":null}");
     let latest = conn.request("PUT", "/kv/o/alarm", &[], b"{\"at_ms\": 8640000000000000}");
     assert_eq!(latest.status, 200, "{latest}");
+}
+
+#[test]
+fn a_peer_that_never_reads_is_dropped_after_the_idle_timeout() {
+    let server = Server::start_with_config(1, "[server]\nidle_timeout_ms = 1000\n");
+    let mut conn = server.connect();
+    let value = vec![b'v'; 128 * 1024];
+    assert_eq!(
+        conn.request("PUT", "/kv/big/keys/k", &[], &value).status,
+        200
+    );
+    // Pipelined GETs (their answers queue past the output limit), and a
+    // request asking to close after a large answer: neither peer reads.
+    let get = b"GET /kv/big/keys/k HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut pipelining = TcpStream::connect(server.addr()).expect("connect");
+    let bytes: Vec<u8> = get.iter().copied().cycle().take(get.len() * 1000).collect();
+    pipelining.write_all(&bytes).expect("the requests are sent");
+    let mut closing = TcpStream::connect(server.addr()).expect("connect");
+    for _ in 0..40 {
+        closing.write_all(get).expect("a request is sent");
+    }
+    closing
+        .write_all(b"GET /kv/big/keys/k HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .expect("the last request is sent");
+    std::thread::sleep(Duration::from_millis(300));
+    let open = |conn: &mut crate::harness::Conn| metric_total(conn, "durin_connections_open");
+    assert_eq!(open(&mut conn), 3, "the two peers and this one");
+    assert!(
+        crate::harness::eventually(Duration::from_secs(10), || open(&mut conn) == 1),
+        "the peers that never read are still connected"
+    );
+    drop((pipelining, closing));
 }

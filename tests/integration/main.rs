@@ -19,6 +19,7 @@ mod counter_basics;
 mod counter_survives_sigkill;
 mod crash_keeps_acknowledged_writes;
 mod cross_shard_concurrency;
+mod full_disk_keeps_acknowledged_writes;
 mod header_timeout;
 mod hostile_clients;
 mod hot_key_sharding;

@@ -3,13 +3,11 @@
 
 use durin_net::ring::Completion;
 use durin_net::{Conn, Token};
-use io_uring::{opcode, squeue, types};
 
+use super::io::Op;
 use super::{kind, Shard, Timer};
 use crate::metrics;
 
-/// Sent to a connection refused at the connection cap, then it is closed.
-static REJECT_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 37\r\nConnection: close\r\n\r\nServer at its connection limit, retry";
 /// Output queued beyond this stops reading from the connection, and
 /// serving the requests already read, until the peer has read some: a
 /// client that pipelines without reading cannot make the shard buffer
@@ -162,11 +160,12 @@ impl Shard {
         }
         self.accept_paused[listener as usize] = true;
         if armed {
-            let accept = Token::new(kind::ACCEPT, 0, listener).0;
-            let cancel = opcode::AsyncCancel::new(accept)
-                .build()
-                .user_data(Token::new(kind::CANCEL, 0, 0).0);
-            self.ring.push(cancel)?;
+            let cancel = Op::Cancel {
+                target: Token::new(kind::ACCEPT, 0, listener),
+                token: Token::new(kind::CANCEL, 0, 0),
+            };
+            // SAFETY: a cancel points at no buffer.
+            unsafe { self.submit(cancel)? };
         }
         let resume_ms = self.mono_ms + self.accept_backoff_ms;
         self.timers
@@ -212,21 +211,8 @@ impl Shard {
     /// HTTP), then close.
     pub(super) fn reject(&mut self, fd: i32, http: bool) -> std::io::Result<()> {
         metrics::add(&self.metrics.connections_rejected_total, 1);
-        let send = opcode::Send::new(
-            types::Fd(fd),
-            REJECT_RESPONSE.as_ptr(),
-            REJECT_RESPONSE.len() as u32,
-        )
-        .build()
-        .flags(squeue::Flags::IO_LINK)
-        .user_data(Token::new(kind::REJECT, 0, 0).0);
-        let close = opcode::Close::new(types::Fd(fd))
-            .build()
-            .user_data(Token::new(kind::REJECT, 0, 0).0);
-        if http {
-            self.ring.push(send)?;
-        }
-        self.ring.push(close)
+        // SAFETY: the reject's answer is a static.
+        unsafe { self.submit(Op::Reject { fd, http }) }
     }
 
     pub(super) fn on_recv(&mut self, c: Completion) -> std::io::Result<()> {
@@ -263,12 +249,10 @@ impl Shard {
             conn.dead = true;
         } else if conn.on_sent(c.result as usize) {
             // A short send: the rest goes out before anything else.
-            let (ptr, len) = conn.unsent();
-            let entry = opcode::Send::new(types::Fd(conn.fd), ptr, len)
-                .build()
-                .user_data(Token::new(kind::SEND, generation, index).0);
+            let op = send_op(conn, index);
             conn.send_in_flight = true;
-            return self.ring.push(entry);
+            // SAFETY: as for every send (see `send_op`).
+            return unsafe { self.submit(op) };
         }
         if conn.paused_for_output && conn.queued_bytes() < OUTPUT_BYTES_HIGH {
             conn.paused_for_output = false;
@@ -312,12 +296,10 @@ impl Shard {
             return Ok(());
         };
         if conn.prepare_send(durable) {
-            let (ptr, len) = conn.unsent();
-            let entry = opcode::Send::new(types::Fd(conn.fd), ptr, len)
-                .build()
-                .user_data(Token::new(kind::SEND, generation, index).0);
+            let op = send_op(conn, index);
             conn.send_in_flight = true;
-            self.ring.push(entry)?;
+            // SAFETY: as for every send (see `send_op`).
+            unsafe { self.submit(op)? };
         }
         let Some(conn) = self.conns.by_index(index) else {
             return Ok(());
@@ -346,17 +328,30 @@ impl Shard {
             conn.release_idle_buffers(!has_ring);
             return Ok(());
         }
+        if conn.closing && !conn.is_drained() && conn.deadline_ms == 0 {
+            // A closing connection's last answer must be taken within the
+            // idle timeout; a peer that never reads would otherwise keep
+            // the connection, and what is queued for it, forever.
+            let deadline = self.mono_ms + self.server.idle_timeout_ms;
+            arm_deadline(&mut self.timers, conn, index, deadline, false);
+        }
         let wants_input = !conn.recv_in_flight
             && !conn.closing
             && !conn.awaiting_reply
             && conn.input.len() <= self.limits.header_bytes_max + self.limits.body_bytes_max;
         if wants_input && conn.output().len() < OUTPUT_BYTES_HIGH {
             let (ptr, len) = conn.recv_space();
-            let entry = opcode::Recv::new(types::Fd(conn.fd), ptr, len)
-                .build()
-                .user_data(Token::new(kind::RECV, generation, index).0);
+            let op = Op::Recv {
+                fd: conn.fd,
+                ptr,
+                len,
+                token: Token::new(kind::RECV, generation, index),
+            };
             conn.recv_in_flight = true;
-            self.ring.push(entry)?;
+            // SAFETY: the receive writes into the spare capacity of the
+            // connection's input, which nothing touches until its
+            // completion (`recv_in_flight`); the slot keeps the buffer.
+            unsafe { self.submit(op)? };
         }
         Ok(())
     }
@@ -370,24 +365,30 @@ impl Shard {
         };
         conn.dead = true;
         if conn.has_io_in_flight() {
-            if conn.recv_in_flight {
-                let recv_kind = match conn.kind {
-                    durin_net::ConnKind::WebSocket => kind::WS_RECV,
-                    _ => kind::RECV,
+            let recv_kind = match conn.kind {
+                durin_net::ConnKind::WebSocket => kind::WS_RECV,
+                _ => kind::RECV,
+            };
+            // A send waits in the kernel for as long as the peer does not
+            // read: it is cancelled too, or the connection never closes.
+            let in_flight = [
+                (conn.recv_in_flight, recv_kind),
+                (conn.send_in_flight, kind::SEND),
+            ];
+            let generation = conn.generation;
+            for (_, op_kind) in in_flight.into_iter().filter(|(busy, _)| *busy) {
+                let cancel = Op::Cancel {
+                    target: Token::new(op_kind, generation, index),
+                    token: Token::new(kind::CANCEL, generation, index),
                 };
-                let recv = Token::new(recv_kind, conn.generation, index).0;
-                let cancel = opcode::AsyncCancel::new(recv)
-                    .build()
-                    .user_data(Token::new(kind::CANCEL, conn.generation, index).0);
-                self.ring.push(cancel)?;
+                // SAFETY: a cancel points at no buffer.
+                unsafe { self.submit(cancel)? };
             }
             return Ok(());
         }
         let conn = self.conns.remove(index).expect("looked up above");
-        let close = opcode::Close::new(types::Fd(conn.fd))
-            .build()
-            .user_data(Token::new(kind::CLOSE, 0, 0).0);
-        self.ring.push(close)?;
+        // SAFETY: a close points at no buffer.
+        unsafe { self.submit(Op::Close { fd: conn.fd })? };
         if let Some(ws) = conn.ws {
             let socket = crate::object::WebSocket {
                 index: ws.socket,
@@ -429,6 +430,8 @@ impl Shard {
             metrics::add(&self.metrics.bad_requests_total, 1);
             super::http::write_error(conn, 408, "request header timeout");
         } else {
+            // Idle, or not reading what it is sent, or closing and its
+            // peer did not take the last answer in time.
             conn.dead = true;
         }
         self.dirty.push(index);
@@ -457,5 +460,20 @@ pub(super) fn arm_deadline(
                 generation: conn.generation,
             },
         );
+    }
+}
+
+/// The send of what `conn` has prepared and not yet sent.
+///
+/// Its buffer is the connection's `sending` buffer, which the connection
+/// only clears or swaps once the send's completion is recorded
+/// (`send_in_flight`), and which its slot keeps while the op is in flight.
+fn send_op(conn: &mut Conn, index: u32) -> Op {
+    let (ptr, len) = conn.unsent();
+    Op::Send {
+        fd: conn.fd,
+        ptr,
+        len,
+        token: Token::new(kind::SEND, conn.generation, index),
     }
 }

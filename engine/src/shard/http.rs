@@ -8,15 +8,13 @@ use durin_net::{ws, Conn, Token};
 
 use super::calls::{Delivery, ReplyTarget};
 use super::conns::arm_deadline;
+use super::routing::OBJECT_NAME_BYTES_MAX;
 use super::Shard;
 use crate::mesh::MeshMsg;
 use crate::metrics::{self, ShardMetrics};
 use crate::object;
 use crate::object::websocket::Upgrade;
 use crate::ObjectId;
-
-/// Longest object name, after percent-decoding.
-pub const OBJECT_NAME_BYTES_MAX: usize = 512;
 
 /// The browser client and the demo chat page.
 static CLIENT_JS: &[u8] = include_bytes!("../../static/durin.js");
@@ -194,11 +192,18 @@ impl Shard {
                         let mut bytes = self.mesh.buffer();
                         bytes.extend_from_slice(&input[consumed..consumed + len]);
                         let token = Token::new(0, conn.generation, index).0;
+                        // The path's tail the object sees is a suffix of the
+                        // path (all of it for a configured route).
+                        let rest_bytes =
+                            u32::try_from(rest.len()).expect("a path fits the header limit");
                         self.mesh.send(
                             owner,
                             MeshMsg::HttpRequest {
                                 from: self.index,
                                 token,
+                                class,
+                                id,
+                                rest_bytes,
                                 bytes,
                             },
                         );
@@ -241,6 +246,12 @@ impl Shard {
         let partial = !conn.input.is_empty() || conn.kind == durin_net::ConnKind::RpcHello;
         if waiting || conn.closing || conn.dead {
             arm_deadline(&mut self.timers, conn, index, 0, false);
+        } else if conn.paused_for_output {
+            // Whole requests wait for the peer to read what it was sent:
+            // it has the idle timeout to make progress, renewed each time
+            // a send completes and serving goes on.
+            let deadline = self.mono_ms + self.server.idle_timeout_ms;
+            arm_deadline(&mut self.timers, conn, index, deadline, false);
         } else if partial {
             if !conn.deadline_is_header || conn.deadline_ms == 0 {
                 let deadline = self.mono_ms + self.server.header_timeout_ms;
@@ -464,48 +475,49 @@ impl Shard {
         write_response(out, &head, &self.res.body);
     }
 
-    /// Serves a request another shard forwarded: this shard owns its object.
-    pub(super) fn serve_forwarded(&mut self, from: u32, token: u64, bytes: Vec<u8>) {
+    /// Serves a request another shard forwarded and routed: this shard
+    /// owns its object. The request is parsed again for its headers and
+    /// body (the origin parsed this exact, complete request), not routed
+    /// again.
+    pub(super) fn serve_forwarded(
+        &mut self,
+        from: u32,
+        token: u64,
+        (class, id, rest_bytes): (u16, ObjectId, u32),
+        bytes: Vec<u8>,
+    ) {
         metrics::add(&self.metrics.requests_received_from_peers_total, 1);
+        debug_assert_eq!(
+            self.store.layout().shard_of(&id.0, self.shards),
+            self.index,
+            "requests are forwarded to the owner of their object"
+        );
         let mut reply = self.mesh.buffer();
-        let mut gate = None;
-        let mut deferred = false;
         let mut headers = [httparse_empty(); HEADERS_MAX];
-        match parse_request(&bytes, &mut headers, &self.limits) {
-            Ok(Parsed::Complete(req)) => match self.target(req.method, req.path, req.query) {
-                Target::Object { class, id, rest } => {
-                    assert_eq!(
-                        self.store.layout().shard_of(&id.0, self.shards),
-                        self.index,
-                        "requests are forwarded to the owner of their object"
-                    );
-                    let obj_req = object::Request {
-                        method: req.method,
-                        path: rest,
-                        query: req.query,
-                        headers: req.headers,
-                        body: req.body,
-                    };
-                    let target = ReplyTarget::HttpRemote {
-                        from,
-                        token,
-                        keep_alive: req.keep_alive,
-                    };
-                    (gate, deferred) = self.run_object(class, id, &obj_req, target);
-                    if !deferred {
-                        self.write_object_response(&mut reply, req.keep_alive);
-                    }
-                }
-                other => self.write_builtin(other, req.method, &mut reply, req.keep_alive),
-            },
-            // The origin parsed this exact request before forwarding it.
-            _ => unreachable!("a forwarded request is a complete, valid request"),
-        }
-        self.mesh.recycle(bytes);
+        let Ok(Parsed::Complete(req)) = parse_request(&bytes, &mut headers, &self.limits) else {
+            unreachable!("a forwarded request is a complete, valid request");
+        };
+        let rest = &req.path[req.path.len() - rest_bytes as usize..];
+        let obj_req = object::Request {
+            method: req.method,
+            path: rest,
+            query: req.query,
+            headers: req.headers,
+            body: req.body,
+        };
+        let target = ReplyTarget::HttpRemote {
+            from,
+            token,
+            keep_alive: req.keep_alive,
+        };
+        let (gate, deferred) = self.run_object(class, id, &obj_req, target);
         if deferred {
+            self.mesh.recycle(bytes);
             self.mesh.recycle(reply);
             return;
         }
+        self.write_object_response(&mut reply, req.keep_alive);
+        self.mesh.recycle(bytes);
         let msg = MeshMsg::HttpReply {
             token,
             bytes: reply,

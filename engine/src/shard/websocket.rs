@@ -22,8 +22,9 @@ use durin_net::ring::Completion;
 use durin_net::ws::{self, close_code, Control, Data, Event, OpCode, WsConn};
 use durin_net::{Conn, ConnKind, Token};
 use durin_storage::Seq;
-use io_uring::{cqueue, opcode, types};
+use io_uring::cqueue;
 
+use super::io::Op;
 use super::{kind, Shard};
 use crate::metrics;
 use crate::object::websocket::{Outgoing, WsSend};
@@ -68,19 +69,28 @@ impl Shard {
         let Some(conn) = self.conns.by_index(index) else {
             return Ok(());
         };
-        let token = Token::new(kind::WS_RECV, conn.generation, index).0;
-        let entry = if has_ring {
-            opcode::RecvMulti::new(types::Fd(conn.fd), RECV_GROUP)
-                .build()
-                .user_data(token)
+        let token = Token::new(kind::WS_RECV, conn.generation, index);
+        let fd = conn.fd;
+        let op = if has_ring {
+            Op::RecvMulti {
+                fd,
+                group: RECV_GROUP,
+                token,
+            }
         } else {
             let (ptr, len) = conn.recv_space();
-            opcode::Recv::new(types::Fd(conn.fd), ptr, len)
-                .build()
-                .user_data(token)
+            Op::Recv {
+                fd,
+                ptr,
+                len,
+                token,
+            }
         };
         conn.recv_in_flight = true;
-        self.ring.push(entry)
+        // SAFETY: the ring's buffers live as long as the shard; a plain
+        // receive writes into the connection's input, which is not touched
+        // until its completion (`recv_in_flight`).
+        unsafe { self.submit(op) }
     }
 
     pub(super) fn on_ws_recv(&mut self, c: Completion) -> std::io::Result<()> {
