@@ -19,6 +19,7 @@
 //! storage_memtable_bytes_per_partition = 16777216  # fjall memtable of each partition (1-32 MiB)
 //! storage_idle_flush_ms = 30000    # flush memtables after this long without a write (0: never)
 //! transparent_huge_pages = false   # let the heap use THP (faster under load, keeps freed memory)
+//! sql_connections_max_per_shard = 8192  # open SQL connections (past it, others close)
 //!
 //! [classes.ratelimit]              # per-class settings
 //! limit = 100
@@ -31,6 +32,14 @@
 //! alarm_retry_backoff_ms = 2000    # the first retry's delay; doubling after
 //! websocket_hibernation = true     # objects with only open WebSockets leave memory
 //! hibernation_timeout_ms = 10000   # ... after this long without an event
+//! sql_statement_bytes_max = 100000 # SQL limits of each object (any class)
+//! sql_bound_params_max = 100
+//! sql_value_bytes_max = 2000000    # a string, blob or row
+//! sql_columns_max = 100
+//! sql_statement_time_ms = 100      # a statement running longer is interrupted
+//! sql_result_bytes_max = 16777216  # rows one statement returns
+//! sql_cache_bytes_max = 262144     # SQLite page cache per open connection
+//! sql_idle_timeout_ms = 10000      # an idle object's connection closes
 //!
 //! # Routes: a path served by one class, the object named by a query
 //! # parameter. Without a `routes` key these two (the seed's chat routes)
@@ -127,6 +136,9 @@ pub struct ServerConfig {
     /// (PERF.md, memory after eviction). Off by default: the server then
     /// disables THP for itself at start (`PR_SET_THP_DISABLE`).
     pub transparent_huge_pages: bool,
+    /// Open SQL connections per shard; past it, other objects' connections
+    /// close (they reopen on their next SQL call).
+    pub sql_connections_max_per_shard: usize,
 }
 
 impl Default for ServerConfig {
@@ -149,6 +161,7 @@ impl Default for ServerConfig {
             storage_memtable_bytes_per_partition: 16 << 20,
             storage_idle_flush_ms: 30_000,
             transparent_huge_pages: false,
+            sql_connections_max_per_shard: crate::shard::objects::SQL_CONNECTIONS_MAX_DEFAULT,
         }
     }
 }
@@ -169,6 +182,8 @@ pub struct ClassCommon {
     pub websocket_hibernation: bool,
     /// How long such an object stays in memory after its last event.
     pub hibernation_timeout_ms: u64,
+    /// Limits on each object's SQL database.
+    pub sql: crate::sql::SqlLimits,
 }
 
 impl Default for ClassCommon {
@@ -180,6 +195,7 @@ impl Default for ClassCommon {
             alarm_retry_backoff_ms: 2_000,
             websocket_hibernation: true,
             hibernation_timeout_ms: 10_000,
+            sql: crate::sql::SqlLimits::DEFAULT,
         }
     }
 }
@@ -289,6 +305,10 @@ impl Config {
             "server.call_timeout_ms must be at least 1",
         )?;
         check(
+            (1..=CONNECTIONS_MAX_LIMIT).contains(&s.sql_connections_max_per_shard),
+            "server.sql_connections_max_per_shard must be between 1 and 1048576",
+        )?;
+        check(
             (1..=durin_storage::WAL_GROUPS_IN_FLIGHT_MAX).contains(&s.wal_groups_in_flight),
             "server.wal_groups_in_flight must be between 1 and 8",
         )?;
@@ -395,6 +415,7 @@ impl Config {
             "hibernation_timeout_ms",
             common.hibernation_timeout_ms,
         )?;
+        common.sql = take_sql_limits(&mut table, class)?;
         if let Some(value) = table.remove("websocket_hibernation") {
             common.websocket_hibernation = value.as_bool().ok_or_else(|| {
                 ConfigError(format!(
@@ -420,6 +441,57 @@ impl Config {
         }
         Ok((common, table))
     }
+}
+
+/// The most a class may set an SQL limit to: SQLite's own ceilings for
+/// lengths (1 GB) and variables, and a minute per statement.
+const SQL_LENGTH_LIMIT: u64 = 1_000_000_000;
+const SQL_PARAMS_LIMIT: u64 = 32_766;
+const SQL_COLUMNS_LIMIT: u64 = 2_000;
+const SQL_STATEMENT_TIME_LIMIT_MS: u64 = 60_000;
+
+/// Reads a class's `sql_*` settings.
+fn take_sql_limits(
+    table: &mut toml::Table,
+    class: &str,
+) -> Result<crate::sql::SqlLimits, ConfigError> {
+    let d = crate::sql::SqlLimits::DEFAULT;
+    let mut take = |key: &str, default: u64, max: u64| -> Result<u64, ConfigError> {
+        let value = take_u64(table, class, key, default)?;
+        if value > max {
+            return Err(ConfigError(format!(
+                "classes.{class}.{key} must be at most {max}"
+            )));
+        }
+        Ok(value)
+    };
+    Ok(crate::sql::SqlLimits {
+        statement_bytes_max: take(
+            "sql_statement_bytes_max",
+            d.statement_bytes_max as u64,
+            SQL_LENGTH_LIMIT,
+        )? as usize,
+        bound_params_max: take(
+            "sql_bound_params_max",
+            d.bound_params_max as u64,
+            SQL_PARAMS_LIMIT,
+        )? as usize,
+        value_bytes_max: take(
+            "sql_value_bytes_max",
+            d.value_bytes_max as u64,
+            SQL_LENGTH_LIMIT,
+        )? as usize,
+        columns_max: take("sql_columns_max", d.columns_max as u64, SQL_COLUMNS_LIMIT)? as usize,
+        statement_time_ms: take(
+            "sql_statement_time_ms",
+            d.statement_time_ms,
+            SQL_STATEMENT_TIME_LIMIT_MS,
+        )?,
+        result_bytes_max: take("sql_result_bytes_max", d.result_bytes_max as u64, 1 << 30)?
+            as usize,
+        cache_bytes_max: take("sql_cache_bytes_max", d.cache_bytes_max as u64, 1 << 30)? as usize,
+        idle_close_ms: take("sql_idle_timeout_ms", d.idle_close_ms, u64::MAX)?,
+    })
 }
 
 /// Reads an optional positive integer setting out of a class table.
@@ -478,5 +550,28 @@ mod tests {
         let (common, table) = config.class_settings("ratelimit").expect("valid");
         assert_eq!(common.idle_timeout_ms, 50);
         assert_eq!(table.get("limit").and_then(|v| v.as_integer()), Some(3));
+    }
+
+    #[test]
+    fn sql_limits_are_read_per_class_and_bounded() {
+        let config = Config::parse(
+            "[classes.sql]\nsql_statement_time_ms = 250\nsql_bound_params_max = 10\n",
+        )
+        .expect("valid");
+        let (common, table) = config.class_settings("sql").expect("valid");
+        assert_eq!(common.sql.statement_time_ms, 250);
+        assert_eq!(common.sql.bound_params_max, 10);
+        assert_eq!(common.sql.columns_max, 100, "the rest keep their defaults");
+        assert!(table.is_empty(), "the common keys are taken out");
+        for bad in [
+            "sql_statement_time_ms = 0",
+            "sql_statement_time_ms = 600001",
+            "sql_bound_params_max = 40000",
+            "sql_columns_max = -1",
+        ] {
+            let config = Config::parse(&format!("[classes.sql]\n{bad}\n")).expect("parses");
+            assert!(config.class_settings("sql").is_err(), "{bad}");
+        }
+        assert!(Config::parse("[server]\nsql_connections_max_per_shard = 0\n").is_err());
     }
 }

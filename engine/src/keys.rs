@@ -3,6 +3,8 @@
 //! ```text
 //! 0x00 | object id (16) | 0x01 | user key      an object's data
 //! 0x00 | object id (16) | 0x00 | record name   the engine's records of an object (alarm, size)
+//! 0x00 | object id (16) | 0x02 | page no (4, big-endian)   a page of the object's SQL database
+//! 0x00 | object id (16) | 0x03 | page no (4) | n (1)      the n-th change since that page was whole
 //! 0x01 | alarm at ms (8, big-endian) | id (16)  the shard's alarm index
 //! ```
 //!
@@ -16,6 +18,11 @@ const OBJECT: u8 = 0x00;
 const ALARM_INDEX: u8 = 0x01;
 const RECORD: u8 = 0x00;
 const DATA: u8 = 0x01;
+const SQL_PAGE: u8 = 0x02;
+const SQL_DELTA: u8 = 0x03;
+
+/// Length of an SQL page key.
+pub const SQL_PAGE_KEY_BYTES: usize = 22;
 
 /// Length of the prefix of every key of an object's data.
 pub const DATA_PREFIX_BYTES: usize = 18;
@@ -40,6 +47,59 @@ pub fn data_end(id: &ObjectId) -> Vec<u8> {
     out.push(OBJECT);
     out.extend_from_slice(&id.0);
     out.push(DATA + 1);
+    out
+}
+
+/// The key of page `page_no` (from 0) of `id`'s SQL database file.
+pub fn sql_page_key(id: &ObjectId, page_no: u32) -> [u8; SQL_PAGE_KEY_BYTES] {
+    let mut out = [0u8; SQL_PAGE_KEY_BYTES];
+    out[0] = OBJECT;
+    out[1..17].copy_from_slice(&id.0);
+    out[17] = SQL_PAGE;
+    out[18..].copy_from_slice(&page_no.to_be_bytes());
+    out
+}
+
+/// Length of an SQL page delta key.
+pub const SQL_DELTA_KEY_BYTES: usize = 23;
+
+/// The key of delta `n` (from 0) of page `page_no` of `id`'s database.
+pub fn sql_delta_key(id: &ObjectId, page_no: u32, n: u8) -> [u8; SQL_DELTA_KEY_BYTES] {
+    let mut out = [0u8; SQL_DELTA_KEY_BYTES];
+    out[0] = OBJECT;
+    out[1..17].copy_from_slice(&id.0);
+    out[17] = SQL_DELTA;
+    out[18..22].copy_from_slice(&page_no.to_be_bytes());
+    out[22] = n;
+    out
+}
+
+/// The range of all of `id`'s page deltas: from the first key, to the
+/// first key after them (exclusive).
+pub fn sql_deltas_range(id: &ObjectId) -> ([u8; 18], [u8; 18]) {
+    let mut lo = [0u8; 18];
+    lo[0] = OBJECT;
+    lo[1..17].copy_from_slice(&id.0);
+    lo[17] = SQL_DELTA;
+    let mut hi = lo;
+    hi[17] = SQL_DELTA + 1;
+    (lo, hi)
+}
+
+/// Reads a delta key back: its page number and delta number.
+pub fn parse_sql_delta_key(key: &[u8]) -> Option<(u32, u8)> {
+    if key.len() != SQL_DELTA_KEY_BYTES || key[17] != SQL_DELTA {
+        return None;
+    }
+    Some((u32::from_be_bytes(key[18..22].try_into().ok()?), key[22]))
+}
+
+/// The first key after all of `id`'s SQL pages.
+pub fn sql_pages_end(id: &ObjectId) -> [u8; 18] {
+    let mut out = [0u8; 18];
+    out[0] = OBJECT;
+    out[1..17].copy_from_slice(&id.0);
+    out[17] = SQL_PAGE + 1;
     out
 }
 

@@ -110,6 +110,10 @@ shard_metrics! {
     storage_group_writes_committed_total,
     /// Nanoseconds the applier spent inserting durable groups into fjall.
     storage_apply_ns_total,
+    /// Bytes of group records written to the shard's log.
+    storage_log_bytes_total,
+    /// SQL connections open (objects that used SQL and are not idle).
+    sql_connections_open,
     /// Loop turns.
     loop_turns_total,
     /// Times the loop blocked waiting for the ring.

@@ -118,9 +118,9 @@ impl Default for ServerBuilder {
 }
 
 impl ServerBuilder {
-    /// A builder with the built-in classes `chat`, `counter`, `kv` and
-    /// `ratelimit`, and the patterns `queue`, `cache`, `sharded` and
-    /// `ratelimit_shard`.
+    /// A builder with the built-in classes `chat`, `counter`, `kv`,
+    /// `ratelimit` and `sql`, and the patterns `queue`, `cache`, `sharded`
+    /// and `ratelimit_shard`.
     pub fn new() -> Self {
         ServerBuilder::empty()
             .class_with_config("chat", crate::classes::chat::factory)
@@ -141,6 +141,9 @@ impl ServerBuilder {
             // `[classes.ratelimit_shard]`; see `durin_client::sharding`.
             .class_with_config("ratelimit_shard", |t| {
                 Ok(Arc::new(RateLimitClass::from_config(t)?))
+            })
+            .class_with_config("sql", |t| {
+                Ok(Arc::new(crate::classes::sql::SqlClass::from_config(t)?))
             })
     }
 

@@ -37,6 +37,7 @@ pub mod wal;
 pub use error::Error;
 pub use layout::Layout;
 pub use store::{
-    OpenPartitions, OwnerId, Seq, ShardStore, StoreMemory, StoreOptions, StoreStats, Value, Waker,
-    WalProgress, WalWrite, MEMTABLE_BYTES_MAX, MEMTABLE_BYTES_MIN, WAL_GROUPS_IN_FLIGHT_MAX,
+    OpenPartitions, OwnerId, Savepoint, Seq, ShardStore, StoreMemory, StoreOptions, StoreStats,
+    Value, Waker, WalProgress, WalWrite, MEMTABLE_BYTES_MAX, MEMTABLE_BYTES_MIN,
+    WAL_GROUPS_IN_FLIGHT_MAX,
 };

@@ -9,6 +9,7 @@ pub mod kv;
 pub mod queue;
 pub mod ratelimit;
 pub mod sharded;
+pub mod sql;
 
 /// Writes `{"value": N}`-style JSON number fields without going through a
 /// formatter that allocates.

@@ -186,6 +186,8 @@ pub enum RpcError {
     BadArgument(String),
     /// A storage limit or failure.
     Storage(StorageError),
+    /// An SQL statement failed or was refused.
+    Sql(crate::sql::SqlError),
 }
 
 impl std::fmt::Display for RpcError {
@@ -194,6 +196,7 @@ impl std::fmt::Display for RpcError {
             RpcError::UnknownMethod => f.write_str("unknown method"),
             RpcError::BadArgument(why) => write!(f, "bad argument: {why}"),
             RpcError::Storage(e) => write!(f, "{e}"),
+            RpcError::Sql(e) => write!(f, "{e}"),
         }
     }
 }
@@ -207,6 +210,12 @@ pub(crate) fn rpc_status(e: &RpcError) -> u16 {
         RpcError::UnknownMethod => status::UNKNOWN_METHOD,
         RpcError::BadArgument(_) => status::BAD_ARGUMENT,
         RpcError::Storage(_) => status::STORAGE_LIMIT,
+        RpcError::Sql(crate::sql::SqlError::Limit { .. }) => status::STORAGE_LIMIT,
+        RpcError::Sql(crate::sql::SqlError::Interrupted { .. }) => status::TIMEOUT,
+        RpcError::Sql(crate::sql::SqlError::Storage(_) | crate::sql::SqlError::Unavailable) => {
+            status::INTERNAL
+        }
+        RpcError::Sql(_) => status::BAD_ARGUMENT,
     }
 }
 
@@ -426,6 +435,12 @@ pub struct Context<'s> {
     pub(crate) effects: &'s mut Effects,
     /// Sockets, for events run by a shard (absent in unit tests).
     pub(crate) ws: Option<websocket::WsEnv<'s>>,
+    /// The object's SQL connection, kept by the shard between events
+    /// (`None`: no SQL here, as in some unit tests).
+    pub(crate) sql_db: Option<&'s mut Option<crate::sql::SqlDb>>,
+    pub(crate) sql_limits: &'s crate::sql::SqlLimits,
+    /// `transaction_sync` levels active now.
+    pub(crate) tx_depth: u32,
 }
 
 impl<'s> Context<'s> {
@@ -454,7 +469,21 @@ impl<'s> Context<'s> {
             last_len: None,
             effects,
             ws: None,
+            sql_db: None,
+            sql_limits: &crate::sql::SqlLimits::DEFAULT,
+            tx_depth: 0,
         }
+    }
+
+    /// Gives the event the object's SQL connection slot.
+    pub(crate) fn with_sql(
+        mut self,
+        db: &'s mut Option<crate::sql::SqlDb>,
+        limits: &'s crate::sql::SqlLimits,
+    ) -> Self {
+        self.sql_db = Some(db);
+        self.sql_limits = limits;
+        self
     }
 
     /// Starts the event with what an earlier event of the object learned

@@ -407,9 +407,11 @@ impl Storage<'_, '_> {
         (lo, hi)
     }
 
-    /// Deletes everything the object stores (its alarm stays, as in
-    /// Durable Objects). Returns how many keys were deleted.
+    /// Deletes everything the object stores, its SQL database included
+    /// (its alarm stays, as in Durable Objects). Returns how many keys
+    /// were deleted.
     pub fn delete_all(&mut self) -> Result<u64, StorageError> {
+        self.delete_sql_database()?;
         let owner = self.owner();
         let mut lo = Vec::new();
         keys::data_prefix(&mut lo, &self.ctx.id);
@@ -435,6 +437,18 @@ impl Storage<'_, '_> {
         self.ctx.size_changed = true;
         self.ctx.last_len = None;
         Ok(doomed.len() as u64)
+    }
+
+    /// Closes the SQL connection (dropping the event's uncommitted SQL
+    /// changes: they are being deleted) and deletes the database's pages.
+    fn delete_sql_database(&mut self) -> Result<(), StorageError> {
+        if let Some(db) = self.ctx.sql_db.as_deref_mut().and_then(Option::take) {
+            crate::sql::close(db, self.ctx.store);
+        }
+        if let Some(seq) = crate::sql::vfs::delete_database(self.ctx.store, &self.ctx.id)? {
+            self.note_write(seq, WriteOptions::default());
+        }
+        Ok(())
     }
 
     /// Runs `f` as one transaction: if it returns an error, every write it
@@ -553,7 +567,7 @@ impl Storage<'_, '_> {
         }
     }
 
-    fn snapshot(&self) -> Snapshot {
+    pub(crate) fn snapshot(&self) -> Snapshot {
         Snapshot {
             stored_bytes: self.ctx.stored_bytes,
             size_changed: self.ctx.size_changed,
@@ -563,7 +577,7 @@ impl Storage<'_, '_> {
         }
     }
 
-    fn restore(&mut self, saved: Snapshot) {
+    pub(crate) fn restore(&mut self, saved: Snapshot) {
         self.ctx.stored_bytes = saved.stored_bytes;
         self.ctx.size_changed = saved.size_changed;
         self.ctx.alarm_set = saved.alarm_set;
@@ -592,7 +606,7 @@ pub(crate) struct LastLen {
 
 /// What a rollback restores besides the store.
 #[derive(Clone, Copy)]
-struct Snapshot {
+pub(crate) struct Snapshot {
     stored_bytes: Option<u64>,
     size_changed: bool,
     alarm_set: Option<u64>,

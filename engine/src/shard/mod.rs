@@ -380,7 +380,7 @@ impl Shard {
             listeners: setup.listeners,
             conns: conns::ConnTable::new(setup.server.connections_max_per_shard),
             store,
-            objects: Objects::default(),
+            objects: Objects::new(setup.server.sql_connections_max_per_shard),
             registry: setup.registry,
             mesh: setup.mesh,
             waker: setup.waker,
@@ -675,6 +675,8 @@ impl Shard {
             stats.group_writes_committed_total,
         );
         metrics::set(&m.storage_apply_ns_total, stats.apply_ns_total);
+        metrics::set(&m.storage_log_bytes_total, stats.log_bytes_total);
+        metrics::set(&m.sql_connections_open, self.objects.sql_open() as u64);
         metrics::set(&m.objects_live, self.objects.len() as u64);
         metrics::set(&m.objects_capacity, self.objects.capacity() as u64);
         metrics::set(&m.connections_open, self.conns.open() as u64);

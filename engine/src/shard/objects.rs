@@ -14,6 +14,7 @@ use crate::object::storage::{persist_size, LastLen};
 use crate::object::websocket::{Sockets, Upgrade, WsEnv};
 use crate::object::{Context, DurableObject, Effects};
 use crate::registry::Registry;
+use crate::sql::{self, EventEnd, SqlDb};
 use crate::ObjectId;
 
 /// Slots checked per eviction sweep, so that a sweep's cost is bounded
@@ -27,6 +28,9 @@ const SHRINK_SLOTS_MIN: usize = 1024;
 /// takes at most a few milliseconds. A table with more live objects keeps
 /// its capacity, which is then at most four times what they need.
 const SHRINK_LIVE_MAX: usize = 128 * 1024;
+/// Open SQL connections per shard by default; past it the connections of
+/// other objects close, oldest in the clock's order first.
+pub const SQL_CONNECTIONS_MAX_DEFAULT: usize = 8192;
 
 struct Slot {
     id: ObjectId,
@@ -45,6 +49,8 @@ struct Slot {
     /// Calls it made whose replies have not come back, and responses it
     /// deferred and has not given: an object with either stays in memory.
     waiting: u32,
+    /// Its SQL connection, once it used SQL (closed when idle).
+    sql: Option<SqlDb>,
 }
 
 /// What an event runs with, besides its object.
@@ -75,14 +81,41 @@ pub struct Outcome<R> {
 /// their positions by ID. Both shrink once most objects have left (see
 /// [`Objects::shrink_if_sparse`]): a million objects touched once must
 /// not hold their table's memory after they were all evicted.
-#[derive(Default)]
 pub struct Objects {
     slots: Vec<Slot>,
     index: IdMap<u32>,
     sweep_cursor: usize,
+    /// Open SQL connections, and the most there may be.
+    sql_open: usize,
+    sql_open_max: usize,
+    sql_cursor: usize,
+}
+
+impl Default for Objects {
+    fn default() -> Self {
+        Objects::new(SQL_CONNECTIONS_MAX_DEFAULT)
+    }
 }
 
 impl Objects {
+    /// An empty table holding at most `sql_open_max` SQL connections.
+    pub fn new(sql_open_max: usize) -> Self {
+        assert!(sql_open_max >= 1, "at least one SQL connection per shard");
+        Objects {
+            slots: Vec::new(),
+            index: IdMap::default(),
+            sweep_cursor: 0,
+            sql_open: 0,
+            sql_open_max,
+            sql_cursor: 0,
+        }
+    }
+
+    /// SQL connections open now.
+    pub fn sql_open(&self) -> usize {
+        self.sql_open
+    }
+
     /// Objects in memory.
     pub fn len(&self) -> usize {
         self.index.len()
@@ -113,6 +146,7 @@ impl Objects {
         effects.clear();
         let entry = registry.get(class);
         let savepoint = store.savepoint();
+        let mut new_sql = None;
         let (index, created) = match self.index.get(&id) {
             Some(&i) => (i, false),
             None => {
@@ -129,11 +163,18 @@ impl Objects {
                     class,
                     sockets: &mut *sockets,
                     upgrade: &mut *upgrade,
-                });
+                })
+                .with_sql(&mut new_sql, &entry.common.sql);
                 let built = catch_unwind(AssertUnwindSafe(|| entry.class.create(&id, &mut ctx)));
                 let stored_bytes = ctx.stored_bytes;
                 let last_len = ctx.last_len.take();
+                // The constructor's SQL transaction stays open: the event
+                // that follows commits it with its own.
+                drop(ctx);
                 let Ok(object) = built else {
+                    if let Some(db) = new_sql.take() {
+                        sql::close(db, store);
+                    }
                     store.rollback_to(savepoint);
                     store.release();
                     effects.clear();
@@ -154,13 +195,18 @@ impl Objects {
                     stored_bytes,
                     last_len,
                     waiting: 0,
+                    sql: new_sql.take(),
                 };
+                if slot.sql.is_some() {
+                    self.sql_open += 1;
+                }
                 (self.insert(slot), true)
             }
         };
         let slot = &mut self.slots[index as usize];
         debug_assert_eq!(slot.class, class, "an ID belongs to one class");
         slot.last_used_ms = now_ms;
+        let had_sql = slot.sql.is_some();
         let mut ctx = Context::new(
             id,
             &entry.name,
@@ -175,21 +221,54 @@ impl Objects {
             class,
             sockets,
             upgrade,
-        });
+        })
+        .with_sql(&mut slot.sql, &entry.common.sql);
         let result = catch_unwind(AssertUnwindSafe(|| f(&mut *slot.object, &mut ctx)));
-        let Ok(result) = result else {
-            drop(ctx);
-            store.rollback_to(savepoint);
-            store.release();
-            effects.clear();
-            let gate = gate_for(slot.last_write_seq, store);
-            self.remove(index);
-            return Outcome {
-                result: None,
-                gate,
-                created,
-                alarm_set: None,
-            };
+        let result = match result {
+            Ok(result) => match sql::end_event(&mut ctx) {
+                EventEnd::Committed => Ok(result),
+                EventEnd::Lost => Err(Some(result)),
+                EventEnd::Failed(e) => {
+                    log::error!("object {id}: its SQL transaction did not commit: {e}");
+                    Err(None)
+                }
+            },
+            Err(_) => Err(None),
+        };
+        let result = match result {
+            Ok(result) => result,
+            Err(Some(result)) => {
+                // SQLite lost the event's transaction (an interrupted or
+                // full write): the handler's answer stands, none of its
+                // writes do. The connection goes too: a VACUUM earlier in
+                // the event committed pages the rollback takes back.
+                drop(ctx);
+                if let Some(db) = slot.sql.take() {
+                    sql::close(db, store);
+                }
+                store.rollback_to(savepoint);
+                store.release();
+                let gate = gate_for(slot.last_write_seq, store);
+                self.account_sql(had_sql, index);
+                return Outcome {
+                    result: Some(result),
+                    gate,
+                    created,
+                    alarm_set: None,
+                };
+            }
+            Err(None) => {
+                drop(ctx);
+                self.fail_event(store, savepoint, effects, index, had_sql);
+                let gate = gate_for(self.slots[index as usize].last_write_seq, store);
+                self.remove(index);
+                return Outcome {
+                    result: None,
+                    gate,
+                    created,
+                    alarm_set: None,
+                };
+            }
         };
         persist_size(&mut ctx);
         let (wrote, unconfirmed, synced, alarm_set) =
@@ -212,11 +291,59 @@ impl Objects {
         if synced {
             slot.last_write_seq = waits_for;
         }
+        self.account_sql(had_sql, index);
         Outcome {
             result: Some(result),
             gate: gate_for(waits_for, store),
             created,
             alarm_set,
+        }
+    }
+
+    /// Undoes a failed event: closes the object's SQL connection (its
+    /// cache holds what is being undone) and rolls the store back.
+    fn fail_event(
+        &mut self,
+        store: &mut ShardStore,
+        savepoint: durin_storage::Savepoint,
+        effects: &mut Effects,
+        index: u32,
+        had_sql: bool,
+    ) {
+        let slot = &mut self.slots[index as usize];
+        if let Some(db) = slot.sql.take() {
+            sql::close(db, store);
+        }
+        store.rollback_to(savepoint);
+        store.release();
+        effects.clear();
+        if had_sql {
+            self.sql_open -= 1;
+        }
+    }
+
+    /// Counts a connection the event at `index` opened, and closes others
+    /// past the shard's cap.
+    fn account_sql(&mut self, had_sql: bool, index: u32) {
+        let has_sql = self.slots[index as usize].sql.is_some();
+        match (had_sql, has_sql) {
+            (false, true) => self.sql_open += 1,
+            (true, false) => self.sql_open -= 1,
+            _ => {}
+        }
+        let n = self.slots.len();
+        let mut checked = 0;
+        while self.sql_open > self.sql_open_max && checked < n {
+            self.sql_cursor = (self.sql_cursor + 1) % n;
+            checked += 1;
+            if self.sql_cursor == index as usize {
+                continue;
+            }
+            // Between events no SQL transaction is open: closing touches
+            // no storage.
+            if self.slots[self.sql_cursor].sql.take().is_some() {
+                self.sql_open -= 1;
+            }
         }
     }
 
@@ -241,6 +368,9 @@ impl Objects {
     /// Drops the object at `index`; the last object moves into its place.
     fn remove(&mut self, index: u32) {
         let removed = self.slots.swap_remove(index as usize);
+        if removed.sql.is_some() {
+            self.sql_open -= 1;
+        }
         let found = self.index.remove(&removed.id);
         assert_eq!(found, Some(index), "the index knows where each object is");
         if let Some(moved) = self.slots.get(index as usize) {
@@ -311,21 +441,28 @@ impl Objects {
             } else {
                 idle_ms >= common.idle_timeout_ms
             };
-            if !(settled && leaves) {
-                self.sweep_cursor += 1;
+            if settled && leaves {
+                // The last object moves into this slot: the cursor stays,
+                // and it is looked at next.
+                self.remove(index as u32);
+                if hibernates {
+                    swept.hibernated += 1;
+                } else {
+                    swept.evicted += 1;
+                }
+                if self.slots.is_empty() {
+                    break;
+                }
                 continue;
             }
-            // The last object moves into this slot: the cursor stays, and
-            // it is looked at next.
-            self.remove(index as u32);
-            if hibernates {
-                swept.hibernated += 1;
-            } else {
-                swept.evicted += 1;
+            if settled && idle_ms >= common.sql.idle_close_ms {
+                // Between events no SQL transaction is open: closing
+                // touches no storage. The next SQL call reopens it.
+                if self.slots[index].sql.take().is_some() {
+                    self.sql_open -= 1;
+                }
             }
-            if self.slots.is_empty() {
-                break;
-            }
+            self.sweep_cursor += 1;
         }
         swept.shrunk = self.shrink_if_sparse();
         swept
@@ -370,6 +507,7 @@ mod tests {
             stored_bytes: None,
             last_len: None,
             waiting: 0,
+            sql: None,
         }
     }
 

@@ -210,6 +210,7 @@ impl Shard {
             ),
             Some(Err(RpcError::BadArgument(why))) => (status::BAD_ARGUMENT, why),
             Some(Err(RpcError::Storage(e))) => (status::STORAGE_LIMIT, e.to_string()),
+            Some(Err(e @ RpcError::Sql(_))) => (crate::object::rpc_status(&e), e.to_string()),
             None => (status::INTERNAL, "the handler panicked".to_string()),
         };
         if status != status::OK {

@@ -9,6 +9,10 @@
 //! | `kv`        | `get`       | key                               | found u8 \| value           |
 //! | `kv`        | `put`       | key_len u32 \| key \| value       | empty                       |
 //! | `kv`        | `delete`    | key                               | deleted u8                  |
+//! | `sql`       | `query`     | JSON `{"sql", "params"}`          | JSON, as `POST /sql/{db}/query` |
+//! | `sql`       | `batch`     | JSON `{"statements": [...]}`      | JSON, as `POST /sql/{db}/batch` |
+//! | `sql`       | `info`      | empty                             | JSON, as `GET /sql/{db}`    |
+//! | `sql`       | `delete_all`| empty                             | JSON, as `DELETE /sql/{db}` |
 //!
 //! The object a method runs on is the request's [`ObjectRef`]; a rate
 //! limiter's key, say, is the name of its object.
@@ -33,6 +37,16 @@ pub const KV_GET: &str = "get";
 pub const KV_PUT: &str = "put";
 /// Key-value method: remove a key.
 pub const KV_DELETE: &str = "delete";
+/// The SQL class: a database per object.
+pub const SQL_CLASS: &str = "sql";
+/// SQL method: run one statement (or several, separated by `;`).
+pub const SQL_QUERY: &str = "query";
+/// SQL method: run statements as one transaction, all or nothing.
+pub const SQL_BATCH: &str = "batch";
+/// SQL method: the database's size and tables.
+pub const SQL_INFO: &str = "info";
+/// SQL method: delete the whole database.
+pub const SQL_DELETE_ALL: &str = "delete_all";
 
 /// The bytes of an encoded [`RateLimitDecision`].
 pub const RATELIMIT_DECISION_BYTES: usize = 33;
