@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The figures of PERF.md section 12: the queue (durable appends, end-to-end
+# The figures of PERF.md section 13: the queue (durable appends, end-to-end
 # deliveries, 1 and 64 queues) and a hot counter split over N sub-objects
 # (increments and the cost of a read).
 #

@@ -384,8 +384,10 @@ impl Objects {
     }
 
     /// Gives memory back once at most a quarter of the table's capacity is
-    /// in use: the slots and the index shrink to twice the live objects
-    /// (so that a table which refills does not regrow at once). Called
+    /// in use (and it is more than four times [`SHRINK_SLOTS_MIN`]): the
+    /// slots and the index shrink to twice the live objects (so that a
+    /// table which refills does not regrow at once, and one that was just
+    /// shrunk is not shrunk again). Called
     /// after each sweep; the work is proportional to the live objects and
     /// bounded by [`SHRINK_LIVE_MAX`], and each shrink at least halves the
     /// capacity that was grown for objects since evicted, so over time it
@@ -393,7 +395,7 @@ impl Objects {
     pub fn shrink_if_sparse(&mut self) -> bool {
         let live = self.slots.len();
         let target = (live * 2).max(SHRINK_SLOTS_MIN);
-        let sparse = |capacity: usize| capacity > SHRINK_SLOTS_MIN && live * 4 <= capacity;
+        let sparse = |capacity: usize| capacity > 4 * live.max(SHRINK_SLOTS_MIN);
         if live > SHRINK_LIVE_MAX
             || !(sparse(self.slots.capacity()) || sparse(self.index.capacity()))
         {
@@ -546,6 +548,7 @@ mod tests {
             objects.remove(0);
         }
         assert!(objects.shrink_if_sparse());
+        assert!(!objects.shrink_if_sparse(), "a shrunk table is left alone");
         assert_indexed(&objects);
         assert!(
             objects.capacity() <= 4 * 1_000,
@@ -556,6 +559,7 @@ mod tests {
             objects.remove(0);
         }
         objects.shrink_if_sparse();
-        assert!(objects.capacity() <= 2 * SHRINK_SLOTS_MIN);
+        assert!(objects.capacity() <= 4 * SHRINK_SLOTS_MIN);
+        assert!(!objects.shrink_if_sparse(), "an empty table is left alone");
     }
 }
