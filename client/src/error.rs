@@ -33,6 +33,9 @@ pub enum ClientError {
     /// A built-in method's response payload is not in its documented
     /// format ([`durin_proto::rpc::builtin`]); the text names the method.
     BadPayload(&'static str),
+    /// A hot key split over `shards` sub-objects: 0, or over `max`
+    /// ([`crate::sharding::SUB_OBJECTS_MAX`]).
+    SubObjects { shards: u32, max: u32 },
 }
 
 impl ClientError {
@@ -47,7 +50,8 @@ impl ClientError {
             | ClientError::Protocol(_) => true,
             ClientError::Server { .. }
             | ClientError::RequestTooLarge { .. }
-            | ClientError::BadPayload(_) => false,
+            | ClientError::BadPayload(_)
+            | ClientError::SubObjects { .. } => false,
         }
     }
 
@@ -73,6 +77,10 @@ impl ClientError {
                 max: *max,
             },
             ClientError::BadPayload(what) => ClientError::BadPayload(what),
+            ClientError::SubObjects { shards, max } => ClientError::SubObjects {
+                shards: *shards,
+                max: *max,
+            },
         }
     }
 }
@@ -102,6 +110,9 @@ impl fmt::Display for ClientError {
                     f,
                     "a request frame of {bytes} bytes exceeds the limit of {max} bytes"
                 )
+            }
+            ClientError::SubObjects { shards, max } => {
+                write!(f, "a key split over {shards} sub-objects; give 1 to {max}")
             }
             ClientError::BadPayload(what) => {
                 write!(

@@ -63,6 +63,7 @@ mod endpoint;
 mod error;
 mod helpers;
 mod pipeline;
+pub mod sharding;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

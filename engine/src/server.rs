@@ -119,7 +119,8 @@ impl Default for ServerBuilder {
 
 impl ServerBuilder {
     /// A builder with the built-in classes `chat`, `counter`, `doc`, `kv`,
-    /// `ratelimit` and `sql`.
+    /// `ratelimit` and `sql`, and the patterns `queue`, `cache`, `sharded`
+    /// and `ratelimit_shard`.
     pub fn new() -> Self {
         ServerBuilder::empty()
             .class_with_config("chat", crate::classes::chat::factory)
@@ -127,6 +128,19 @@ impl ServerBuilder {
             .class_with_config("doc", crate::classes::doc::factory)
             .class_with_config("kv", |t| Ok(Arc::new(KvClass::from_config(t)?)))
             .class_with_config("ratelimit", |t| {
+                Ok(Arc::new(RateLimitClass::from_config(t)?))
+            })
+            .class_with_config("queue", crate::classes::queue::factory)
+            .class_with_config("cache", crate::classes::cache::factory)
+            .class_with_config("sharded", |t| {
+                Ok(Arc::new(
+                    crate::classes::sharded::ShardedClass::from_config(t)?,
+                ))
+            })
+            // The same limiter under a second name, so that a global limit
+            // split over N sub-limiters gets its own `limit` (L / N) in
+            // `[classes.ratelimit_shard]`; see `durin_client::sharding`.
+            .class_with_config("ratelimit_shard", |t| {
                 Ok(Arc::new(RateLimitClass::from_config(t)?))
             })
             .class_with_config("sql", |t| {

@@ -2,11 +2,14 @@
 //! [`ObjectClass`](crate::object::ObjectClass) trait a user's class
 //! implements.
 
+pub mod cache;
 pub mod chat;
 pub mod counter;
 pub mod doc;
 pub mod kv;
+pub mod queue;
 pub mod ratelimit;
+pub mod sharded;
 pub mod sql;
 
 /// Writes `{"value": N}`-style JSON number fields without going through a
