@@ -56,7 +56,9 @@
 # Environment: CARGO_TARGET_DIR (target) where the binaries are built.
 # Output: bench/results/compare-<date>.md (tables), .jsonl (one line per
 # run, loadgen's or redis-benchmark's summary inside), and -throughput.svg,
-# -latency.svg (charts by bench/compare/plot.py).
+# -latency.svg (charts by bench/compare/plot.py). Before and after the
+# runs, bench's sync_probe measures a 4 KiB write + fdatasync on the data
+# directories' disk; the tables' header gives it beside the durable figures.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -156,7 +158,9 @@ build_binaries
 place_cpus
 check_all_persist
 write_meta >"$JSONL"
+probe_sync before
 run_all
+probe_sync after
 python3 "$COMPARE/results.py" report "$JSONL" "$MARKDOWN"
 python3 "$COMPARE/plot.py" "$JSONL" "$OUT_DIR/compare-$STAMP"
 log "wrote $MARKDOWN"

@@ -51,7 +51,15 @@ fn send_request(mesh: &mut Mesh, to: u32, token: u64) {
     let mut bytes = mesh.buffer();
     bytes.extend_from_slice(REQUEST);
     let from = mesh.me();
-    mesh.send(to, MeshMsg::HttpRequest { from, token, bytes });
+    let msg = MeshMsg::HttpRequest {
+        from,
+        token,
+        class: 0,
+        id: durin::ObjectId::from_name("ratelimit", b"key-123"),
+        rest_bytes: 0,
+        bytes,
+    };
+    mesh.send(to, msg);
 }
 
 /// The peer shard's loop: answers every forwarded request until `stop`.
@@ -64,7 +72,10 @@ fn serve(mut mesh: Mesh, stop: &AtomicBool) {
             continue;
         }
         for msg in inbox.drain(..) {
-            let MeshMsg::HttpRequest { from, token, bytes } = msg else {
+            let MeshMsg::HttpRequest {
+                from, token, bytes, ..
+            } = msg
+            else {
                 panic!("the benchmark sends only forwarded requests");
             };
             mesh.recycle(bytes);

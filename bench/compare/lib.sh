@@ -87,6 +87,7 @@ build_binaries() {
   DURIN="$target/release/durin"
   LOADGEN="$target/release/loadgen"
   CEILING="$target/release/ceiling"
+  SYNC_PROBE="$target/release/sync_probe"
   if $BUILD; then
     log "building durin, loadgen and ceiling (cargo build --release)"
     (cd "$ROOT" && cargo build --release -p durin -p loadgen -p bench) >&2
@@ -498,4 +499,23 @@ write_meta() {
     fi
   done
   python3 "$COMPARE/results.py" "${args[@]}"
+}
+
+# --- the disk's limit ---------------------------------------------------------
+
+# Appends one sync_probe record (`when`: before or after the runs) to the
+# results: the latency of a 4 KiB write + fdatasync on the disk of the data
+# directories, which every durable figure is read against.
+probe_sync() {
+  local when=$1 out
+  if [[ ! -x $SYNC_PROBE ]]; then
+    log "no sync_probe at $SYNC_PROBE; the disk's limit is not reported"
+    return 0
+  fi
+  out=$("$SYNC_PROBE" --dir "$TMP" --count 2000 --json) || {
+    log "sync_probe failed"
+    return 0
+  }
+  log "disk sync probe ($when): $out"
+  python3 -c 'import json, sys; r = json.loads(sys.argv[1]); r["kind"] = "sync_probe"; r["when"] = sys.argv[2]; print(json.dumps(r))' "$out" "$when" >>"$JSONL"
 }

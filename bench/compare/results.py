@@ -220,7 +220,22 @@ def load(path):
                 skips[(r["workload"], r["system"])] = r["reason"]
             elif r["kind"] == "run":
                 runs.append(r)
+            elif r["kind"] == "sync_probe":
+                meta.setdefault("sync_probes", []).append(r)
     return meta, skips, runs
+
+
+def sync_probe_line(meta):
+    """The disk's write + fdatasync latency, measured before and after the
+    runs on the data directory's disk: the physical limit of every durable
+    figure below."""
+    probes = meta.get("sync_probes", [])
+    if not probes:
+        return "- disk sync probe: not run"
+    parts = [f"{p.get('when', '?')}: p50 {fmt_us(p.get('p50_us'))} µs, p99 {fmt_us(p.get('p99_us'))} µs, "
+             f"{fmt_us(p.get('syncs_per_s'))} syncs/s" for p in probes]
+    return ("- disk sync probe (4 KiB write + fdatasync on the data directory's disk, "
+            "`bench/src/bin/sync_probe.rs`): " + "; ".join(parts))
 
 
 def median(values):
@@ -328,6 +343,7 @@ def cmd_report(args):
         f"- placement: {meta.get('placement')}; durin and ceiling --cores {meta.get('cores')}; "
         f"loadgen and redis-benchmark {meta.get('client_threads')} thread(s)",
         f"- data directories on {meta.get('data_fs')}",
+        sync_probe_line(meta),
         f"- each run {meta.get('duration')} against a freshly started server with an empty data "
         f"directory; {meta.get('reps')} repetitions, systems alternating within each; "
         f"{meta.get('connections')} connections (HTTP, redis), closed loop; chat: "

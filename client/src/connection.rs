@@ -121,7 +121,8 @@ impl Connection {
                 max,
             });
         }
-        self.next_request_id = self.next_request_id.wrapping_add(1);
+        // ID 0 is reserved for errors of the connection: never send it.
+        self.next_request_id = self.next_request_id.wrapping_add(1).max(1);
         Ok(request_id)
     }
 

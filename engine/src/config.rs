@@ -14,6 +14,11 @@
 //! call_timeout_ms = 30000          # a call between objects unanswered this long fails
 //! shutdown_timeout_ms = 10000      # on SIGTERM, connections get this long to finish
 //! wal_groups_in_flight = 2         # log groups each shard writes and syncs at once (1-8)
+//! disk_free_bytes_min = 33554432   # a start needs this much free beyond the log to replay (0: no check)
+//! storage_cache_bytes_per_partition = 16777216     # fjall block cache of each partition
+//! storage_memtable_bytes_per_partition = 16777216  # fjall memtable of each partition (1-32 MiB)
+//! storage_idle_flush_ms = 30000    # flush memtables after this long without a write (0: never)
+//! transparent_huge_pages = false   # let the heap use THP (faster under load, keeps freed memory)
 //! sql_connections_max_per_shard = 8192  # open SQL connections (past it, others close)
 //!
 //! [classes.ratelimit]              # per-class settings
@@ -69,6 +74,15 @@ pub const ROUTES_MAX: usize = 256;
 /// The most connections a shard can be configured to hold.
 pub const CONNECTIONS_MAX_LIMIT: usize = 1 << 20;
 
+/// Free space a start needs beyond the log to replay: two memtables'
+/// worth (16 MiB each), so the first flushes after the start have room.
+pub const DISK_FREE_BYTES_MIN_DEFAULT: u64 = 32 << 20;
+/// The most free space a start can be configured to ask for.
+pub const DISK_FREE_BYTES_MIN_LIMIT: u64 = 1 << 40;
+
+/// The largest block cache a partition can be configured to have.
+pub const STORAGE_CACHE_BYTES_MAX_LIMIT: u64 = 64 << 30;
+
 /// Server-wide settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -99,6 +113,29 @@ pub struct ServerConfig {
     /// with 2, the next group's sync starts while the previous one is
     /// still running. Writes are acknowledged in order either way.
     pub wal_groups_in_flight: usize,
+    /// Free space the data directory's filesystem must have at start,
+    /// beyond the log left to replay; with less the server refuses to
+    /// start and says the disk is full (exit status 75). 0 turns the check
+    /// off.
+    pub disk_free_bytes_min: u64,
+    /// fjall's block cache of each storage partition. It fills as tables
+    /// are read and stays full: part of the steady-state memory.
+    pub storage_cache_bytes_per_partition: u64,
+    /// fjall's memtable of each storage partition (as fjall counts it; the
+    /// memory is up to about twice this): writes stay in memory until it
+    /// is full, or until [`storage_idle_flush_ms`](Self::storage_idle_flush_ms).
+    pub storage_memtable_bytes_per_partition: u64,
+    /// After this long without a write, a shard's memtables are flushed
+    /// to tables, so an idle server does not hold its last writes in
+    /// memory. 0: only full memtables are flushed.
+    pub storage_idle_flush_ms: u64,
+    /// Whether the process may use transparent huge pages. The allocator
+    /// asks for them (`MADV_HUGEPAGE`) on its heap; with them, memory freed
+    /// after objects leave stays resident, and khugepaged slowly fills the
+    /// freed 4 KiB pages back into 2 MiB ones while the server idles
+    /// (PERF.md, memory after eviction). Off by default: the server then
+    /// disables THP for itself at start (`PR_SET_THP_DISABLE`).
+    pub transparent_huge_pages: bool,
     /// Open SQL connections per shard; past it, other objects' connections
     /// close (they reopen on their next SQL call).
     pub sql_connections_max_per_shard: usize,
@@ -119,6 +156,11 @@ impl Default for ServerConfig {
             call_timeout_ms: 30_000,
             shutdown_timeout_ms: 10_000,
             wal_groups_in_flight: 2,
+            disk_free_bytes_min: DISK_FREE_BYTES_MIN_DEFAULT,
+            storage_cache_bytes_per_partition: 16 << 20,
+            storage_memtable_bytes_per_partition: 16 << 20,
+            storage_idle_flush_ms: 30_000,
+            transparent_huge_pages: false,
             sql_connections_max_per_shard: crate::shard::objects::SQL_CONNECTIONS_MAX_DEFAULT,
         }
     }
@@ -269,6 +311,20 @@ impl Config {
         check(
             (1..=durin_storage::WAL_GROUPS_IN_FLIGHT_MAX).contains(&s.wal_groups_in_flight),
             "server.wal_groups_in_flight must be between 1 and 8",
+        )?;
+        check(
+            s.disk_free_bytes_min <= DISK_FREE_BYTES_MIN_LIMIT,
+            "server.disk_free_bytes_min must be at most 1099511627776",
+        )?;
+        check(
+            (1 << 20..=STORAGE_CACHE_BYTES_MAX_LIMIT)
+                .contains(&s.storage_cache_bytes_per_partition),
+            "server.storage_cache_bytes_per_partition must be between 1048576 and 68719476736",
+        )?;
+        check(
+            (durin_storage::MEMTABLE_BYTES_MIN..=durin_storage::MEMTABLE_BYTES_MAX)
+                .contains(&s.storage_memtable_bytes_per_partition),
+            "server.storage_memtable_bytes_per_partition must be between 1048576 and 33554432",
         )?;
         let routes = self.routes();
         check(
@@ -478,6 +534,16 @@ mod tests {
         assert!(Config::parse("[server]\nwal_groups_in_flight = 0\n").is_err());
         assert!(Config::parse("[server]\nwal_groups_in_flight = 9\n").is_err());
         assert!(Config::parse("[server]\nwal_groups_in_flight = 8\n").is_ok());
+        assert!(Config::parse("[server]\nstorage_memtable_bytes_per_partition = 1000\n").is_err());
+        assert!(
+            Config::parse("[server]\nstorage_memtable_bytes_per_partition = 67108864\n").is_err()
+        );
+        assert!(Config::parse("[server]\nstorage_cache_bytes_per_partition = 0\n").is_err());
+        assert!(Config::parse(
+            "[server]\nstorage_cache_bytes_per_partition = 4194304\n\
+             storage_memtable_bytes_per_partition = 4194304\nstorage_idle_flush_ms = 0\n"
+        )
+        .is_ok());
         assert!(Config::parse("[nope]\n").is_err());
         let config =
             Config::parse("[classes.ratelimit]\nlimit = 3\nidle_timeout_ms = 50\n").expect("valid");

@@ -14,6 +14,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Exit code for invalid flags or configuration, as clap uses.
 const EXIT_USAGE: u8 = 2;
+/// Exit code when the disk of the data directory is too full to start:
+/// sysexits' `EX_TEMPFAIL`, because the same start succeeds once space is
+/// freed. (A shard that fails while serving exits with
+/// [`durin::server::EXIT_SHARD_STOPPED`], 70.)
+const EXIT_DISK_FULL: u8 = 75;
 
 #[derive(Parser)]
 #[command(
@@ -205,19 +210,31 @@ fn init_logging() {
     }
 }
 
-/// Raises the soft limit on open descriptors to the hard limit: every
-/// connection is one, and the default soft limit (often 1,024) is far below
-/// what the connection cap allows.
-fn raise_fd_limit() {
-    // SAFETY: getrlimit and setrlimit on a local struct.
-    unsafe {
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
+/// Turns transparent huge pages off for this process. mimalloc advises
+/// huge pages on its heap; with them, the 4 KiB pages it gives back after
+/// a million objects left memory stay resident inside 2 MiB pages, and
+/// khugepaged collapses partly freed ranges back into huge pages while the
+/// server idles, so RSS crept up with nothing running. The flag covers the
+/// heap already mapped too. A kernel without the call keeps THP; that is
+/// only a matter of memory, so it is logged, not fatal.
+fn disable_transparent_huge_pages() {
+    // SAFETY: prctl with integer arguments only.
+    let result = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if result != 0 {
+        log::warn!(
+            "could not turn transparent huge pages off: {}",
+            std::io::Error::last_os_error()
+        );
     }
+}
+
+/// Has mimalloc take back, on the calling thread's heap, blocks other
+/// threads freed, and return empty pages to the OS. An idle applier thread
+/// runs it: fjall's flush thread freed the memtable entries it had
+/// allocated, and without this they stayed resident.
+fn collect_freed_memory() {
+    // SAFETY: mi_collect takes no pointers and may run on any thread.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
 /// Blocks SIGTERM and SIGINT in this thread, and so in every thread it
@@ -244,7 +261,6 @@ fn wait_for_stop_signal(set: &libc::sigset_t) -> i32 {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    raise_fd_limit();
     let stop_signals = block_stop_signals();
     let options = match options(&args) {
         Ok(o) => o,
@@ -263,12 +279,22 @@ fn serve(args: ServeArgs) -> ExitCode {
         },
         None => Config::default(),
     };
-    let running = match ServerBuilder::new().start(options, config) {
+    if !config.server.transparent_huge_pages {
+        disable_transparent_huge_pages();
+    }
+    let running = match ServerBuilder::new()
+        .idle_hook(collect_freed_memory)
+        .start(options, config)
+    {
         Ok(r) => r,
         Err(e @ durin::server::ServerError::Config(_))
         | Err(e @ durin::server::ServerError::Options(_)) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_USAGE);
+        }
+        Err(durin::server::ServerError::Storage(e)) if e.is_disk_full() => {
+            eprintln!("error: {}", disk_full_text(&args.data_dir, &e));
+            return ExitCode::from(EXIT_DISK_FULL);
         }
         Err(e) => {
             eprintln!("error: {e}");
@@ -290,6 +316,20 @@ fn serve(args: ServeArgs) -> ExitCode {
     running.stop();
     running.wait();
     ExitCode::SUCCESS
+}
+
+/// The one line a start on a full disk prints: the check's own message,
+/// or, when a write failed with `ENOSPC` part way through the start, what
+/// failed after a plain statement of why.
+fn disk_full_text(data_dir: &std::path::Path, e: &durin_storage::Error) -> String {
+    match e {
+        durin_storage::Error::DiskFull { .. } => e.to_string(),
+        other => format!(
+            "the disk is full: the filesystem of {} ran out of space while starting ({other}); \
+             free space or enlarge it, then start again",
+            data_dir.display()
+        ),
+    }
 }
 
 fn main() -> ExitCode {

@@ -26,10 +26,15 @@ const POOL_MAX: usize = 1024;
 /// What crosses between shards.
 pub enum MeshMsg {
     /// A whole HTTP request (head and body, as received) for an object the
-    /// receiver owns. `token` names the origin's connection.
+    /// receiver owns, routed by the origin: the object's class and ID, and
+    /// how many bytes at the end of the request's path its object sees.
+    /// `token` names the origin's connection.
     HttpRequest {
         from: u32,
         token: u64,
+        class: u16,
+        id: crate::ObjectId,
+        rest_bytes: u32,
         bytes: Vec<u8>,
     },
     /// The whole HTTP response to a forwarded request, already past the

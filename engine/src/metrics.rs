@@ -65,10 +65,21 @@ shard_metrics! {
     objects_hibernated_total,
     /// Objects in memory now.
     objects_live,
+    /// Objects the shard's object table holds memory for (it shrinks once
+    /// most have left).
+    objects_capacity,
+    /// Bytes in fjall's memtables of this shard's partitions (written, not
+    /// yet flushed to tables).
+    storage_memtable_bytes,
+    /// Bytes in the block caches of this shard's partitions.
+    storage_cache_bytes,
     /// Connections accepted.
     connections_accepted_total,
     /// Connections refused because the shard was at its connection cap.
     connections_rejected_total,
+    /// Accepts that failed because the process or the system had no file
+    /// descriptor left (EMFILE, ENFILE); each pauses accepting a while.
+    accept_fd_exhausted_total,
     /// Connections open now.
     connections_open,
     /// Connections closed by a header or idle timeout.

@@ -28,6 +28,12 @@ use crate::object::ObjectClass;
 use crate::registry::{valid_class_name, ClassFactory, Registry};
 use crate::shard::{self, ShardSetup};
 
+/// Exit status when a shard's loop or storage fails while serving (a log
+/// write or sync, the applier, a checkpoint): sysexits' `EX_SOFTWARE`.
+/// Nothing that was not durable has been acknowledged; a restart replays
+/// the log.
+pub const EXIT_SHARD_STOPPED: i32 = 70;
+
 /// Most shards a server runs.
 pub const SHARDS_MAX: usize = 1024;
 /// Listen backlog of each shard's listener.
@@ -102,6 +108,7 @@ impl std::error::Error for ServerError {}
 /// Collects the classes a server serves, then starts it.
 pub struct ServerBuilder {
     factories: Vec<(String, ClassFactory)>,
+    idle_hook: Option<fn()>,
 }
 
 impl Default for ServerBuilder {
@@ -130,7 +137,18 @@ impl ServerBuilder {
     pub fn empty() -> Self {
         ServerBuilder {
             factories: Vec::new(),
+            idle_hook: None,
         }
+    }
+
+    /// A function each shard's applier thread runs once it has been idle
+    /// for two `storage_idle_flush_ms` periods (after flushing its
+    /// memtables): the `durin` binary passes mimalloc's `mi_collect`, so
+    /// that memory freed on other threads goes back (see
+    /// [`durin_storage::StoreOptions::idle_hook`]).
+    pub fn idle_hook(mut self, hook: fn()) -> Self {
+        self.idle_hook = Some(hook);
+        self
     }
 
     /// Registers a class that takes no settings from the config file.
@@ -161,7 +179,7 @@ impl ServerBuilder {
     pub fn start(
         self,
         options: ServerOptions,
-        config: Config,
+        mut config: Config,
     ) -> Result<RunningServer, ServerError> {
         if let Some((bad, _)) = self.factories.iter().find(|(n, _)| !valid_class_name(n)) {
             return Err(ServerError::Options(format!(
@@ -185,8 +203,18 @@ impl ServerBuilder {
         let partitions = options.partitions.unwrap_or(shards as u32);
         let layout =
             Layout::open_or_create(&options.data_dir, partitions).map_err(ServerError::Storage)?;
+        // Before fjall opens anything: on a full disk the replay below
+        // would fail part way, after fjall logged errors of its own.
+        durin_storage::space::check_room_to_start(&layout, config.server.disk_free_bytes_min)
+            .map_err(ServerError::Storage)?;
+        let server = &config.server;
         let mut store_options = StoreOptions {
-            wal_groups_in_flight: config.server.wal_groups_in_flight,
+            wal_groups_in_flight: server.wal_groups_in_flight,
+            cache_bytes_per_partition: server.storage_cache_bytes_per_partition,
+            memtable_bytes_per_partition: server.storage_memtable_bytes_per_partition,
+            idle_flush_ms: (server.storage_idle_flush_ms > 0)
+                .then_some(server.storage_idle_flush_ms),
+            idle_hook: self.idle_hook,
             ..StoreOptions::default()
         };
         let opening = std::time::Instant::now();
@@ -209,16 +237,22 @@ impl ServerBuilder {
         // Syncing what was replayed and deleting its segments can take
         // seconds; the server serves meanwhile (until it is done, a crash
         // replays the same segments again, before the new ones).
+        //
+        // If it fails the process stops: those segments would stay, and a
+        // later start would replay their old values over writes of this
+        // run whose own segments a shard's checkpoint had deleted by then.
         let checkpoint = recovered.checkpoint;
         std::thread::Builder::new()
             .name("durin-recovery-checkpoint".into())
             .spawn(move || {
                 if let Err(e) = checkpoint.finish() {
-                    log::error!("checkpoint after recovery: {e}; the log stays and is replayed at the next start");
+                    eprintln!("durin: checkpoint after recovery failed: {e}; stopping (the log stays and is replayed at the next start)");
+                    std::process::exit(EXIT_SHARD_STOPPED);
                 }
             })
             .map_err(|e| ServerError::Shard(format!("spawning the recovery checkpoint: {e}")))?;
         let partitions = Arc::new(partitions);
+        fit_connections_to_fd_limit(&mut config.server, shards);
         let (http, addr) = bind_listeners(options.listen, shards)?;
         let rpc = match options.rpc_listen {
             Some(rpc_listen) => Some(bind_rpc_listeners(
@@ -291,6 +325,69 @@ impl ServerBuilder {
             wakers,
         })
     }
+}
+
+/// Descriptors kept free for each shard beyond its connections: its
+/// listeners, eventfd and ring, the log segments it writes, fjall's table
+/// files as they grow, and the connections accepted at the cap only to be
+/// refused.
+const FDS_RESERVED_PER_SHARD: u64 = 64;
+/// Descriptors kept free for the process as a whole (stdio, the applier
+/// and checkpoint threads' files, what an embedding program opens).
+const FDS_RESERVED_PER_PROCESS: u64 = 64;
+
+/// Raises the soft limit on open descriptors to the hard limit (every
+/// connection is one, and the usual soft limit of 1,024 is far below what
+/// the connection cap allows), then lowers the per-shard connection cap if
+/// the caps of all shards would still run the process out of descriptors:
+/// a cap that is reached answers `503`, a descriptor limit that is reached
+/// first makes accepts fail.
+fn fit_connections_to_fd_limit(server: &mut crate::config::ServerConfig, shards: usize) {
+    let Some(limit) = raise_fd_limit() else {
+        return;
+    };
+    let open = open_fd_count().unwrap_or(0);
+    let reserved = open + FDS_RESERVED_PER_PROCESS + FDS_RESERVED_PER_SHARD * shards as u64;
+    let wanted = server.connections_max_per_shard as u64 * shards as u64;
+    if wanted + reserved <= limit {
+        return;
+    }
+    let fitting = (limit.saturating_sub(reserved) / shards as u64).max(1) as usize;
+    log::warn!(
+        "connections_max_per_shard lowered from {} to {fitting}: {shards} shards at {} connections \
+         need more than the {limit} open files RLIMIT_NOFILE allows (raise the hard limit, e.g. \
+         `ulimit -Hn`, to keep the configured cap)",
+        server.connections_max_per_shard,
+        server.connections_max_per_shard,
+    );
+    server.connections_max_per_shard = fitting;
+}
+
+/// Sets the soft `RLIMIT_NOFILE` to the hard limit; returns the limit now
+/// in force (`None`: unlimited or unknown).
+fn raise_fd_limit() -> Option<u64> {
+    // SAFETY: getrlimit and setrlimit on a local struct.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+        (limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+    }
+}
+
+/// How many descriptors the process has open now.
+fn open_fd_count() -> Option<u64> {
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as u64)
 }
 
 /// Binds one `SO_REUSEPORT` listener per shard on the same address. With

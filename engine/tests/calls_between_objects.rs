@@ -175,6 +175,27 @@ fn a_call_to_an_unknown_class_comes_back_as_an_error_reply() {
 }
 
 #[test]
+fn a_call_to_a_name_over_the_limit_comes_back_as_an_error_reply() {
+    let server = start();
+    let (rpc, _) = server.rpc_addr().expect("rpc is on");
+    let client = Client::connect(rpc, ClientOptions::default()).expect("connect");
+    // The same limit a client's RPC request meets: 512 bytes.
+    let path = format!("b,{}", "x".repeat(513));
+    let answer = client
+        .call(
+            "relay",
+            &ObjectRef::Name(b"a".to_vec()),
+            "chain",
+            path.as_bytes(),
+        )
+        .expect("call");
+    assert_eq!(
+        String::from_utf8_lossy(&answer),
+        "a>b!object name longer than 512 bytes"
+    );
+}
+
+#[test]
 fn a_chain_answers_a_deferred_http_request() {
     let server = start();
     let mut stream = TcpStream::connect(server.addr()).expect("connect");

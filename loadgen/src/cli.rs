@@ -137,7 +137,8 @@ pub struct RpcArgs {
 pub struct LoadArgs {
     /// Key distribution for the URL's `{key}` (HTTP) or the object's name
     /// (RPC): uniform:K (keys `k0`..`k<K-1>`), zipf:K:S (`k0` most popular,
-    /// exponent S) or hot (the one key `hot`) [default: hot].
+    /// exponent S), seq:K (`k0`..`k<K-1>` in order, each once per K
+    /// requests) or hot (the one key `hot`) [default: hot].
     #[arg(long)]
     pub keys: Option<KeyDist>,
     /// Connections, spread evenly over the threads.

@@ -3,6 +3,10 @@
 //! - `uniform:K` — keys `k0` .. `k<K-1>`, each equally likely;
 //! - `zipf:K:S` — the same keys, `k0` the most popular, key `k<i>` drawn with
 //!   probability proportional to `(i + 1)^-S`;
+//! - `seq:K` — keys `k0`, `k1`, … `k<K-1>` in order, then again from `k0`:
+//!   every thread takes the next key from one counter the process shares,
+//!   so K requests touch each of the K keys exactly once (to create, say,
+//!   a million objects in as many requests);
 //! - `hot` — every request uses the one key `hot`.
 //!
 //! ```
@@ -24,6 +28,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::rng::Rng;
@@ -37,8 +42,14 @@ pub const KEYS_MAX: u64 = 1_000_000_000_000;
 pub enum KeyDist {
     Uniform { keys: u64 },
     Zipf { keys: u64, exponent: f64 },
+    Seq { keys: u64 },
     Hot,
 }
+
+/// The next draw of every `seq` sampler in the process. One run per
+/// process, so one counter; a relaxed add per request costs nothing next
+/// to the request.
+static SEQ_NEXT: AtomicU64 = AtomicU64::new(0);
 
 impl FromStr for KeyDist {
     type Err = String;
@@ -48,6 +59,9 @@ impl FromStr for KeyDist {
         match parts.as_slice() {
             ["hot"] => Ok(KeyDist::Hot),
             ["uniform", keys] => Ok(KeyDist::Uniform {
+                keys: parse_key_count(keys)?,
+            }),
+            ["seq", keys] => Ok(KeyDist::Seq {
                 keys: parse_key_count(keys)?,
             }),
             ["zipf", keys, exponent] => {
@@ -60,7 +74,7 @@ impl FromStr for KeyDist {
                 Ok(KeyDist::Zipf { keys, exponent })
             }
             _ => Err(format!(
-                "`{text}` is not a key distribution: use uniform:K, zipf:K:S or hot"
+                "`{text}` is not a key distribution: use uniform:K, zipf:K:S, seq:K or hot"
             )),
         }
     }
@@ -71,6 +85,7 @@ impl fmt::Display for KeyDist {
         match self {
             KeyDist::Uniform { keys } => write!(f, "uniform:{keys}"),
             KeyDist::Zipf { keys, exponent } => write!(f, "zipf:{keys}:{exponent}"),
+            KeyDist::Seq { keys } => write!(f, "seq:{keys}"),
             KeyDist::Hot => write!(f, "hot"),
         }
     }
@@ -97,6 +112,7 @@ pub struct KeySampler {
 enum SamplerKind {
     Uniform(u64),
     Zipf(Zipf),
+    Seq(u64),
     Hot,
 }
 
@@ -108,6 +124,7 @@ impl KeySampler {
             KeyDist::Zipf { keys, exponent } => SamplerKind::Zipf(
                 Zipf::new(keys, exponent).expect("the exponent was validated when parsed"),
             ),
+            KeyDist::Seq { keys } => SamplerKind::Seq(keys),
             KeyDist::Hot => SamplerKind::Hot,
         };
         KeySampler {
@@ -137,6 +154,12 @@ impl KeySampler {
                     exponent,
                 }
             }
+            // Positions in the subset, in order (the counter is shared, so
+            // several samplers over one subset split it between them).
+            KeyDist::Seq { keys } => {
+                assert!(u64::from(subset[subset.len() - 1]) < keys);
+                KeyDist::Seq { keys: len }
+            }
             KeyDist::Hot => panic!("the hot key has no index to confine"),
         };
         KeySampler {
@@ -150,6 +173,7 @@ impl KeySampler {
         let drawn = match &self.kind {
             SamplerKind::Uniform(keys) => self.rng.below(*keys),
             SamplerKind::Zipf(zipf) => zipf.sample(&mut self.rng) - 1,
+            SamplerKind::Seq(keys) => SEQ_NEXT.fetch_add(1, Ordering::Relaxed) % keys,
             SamplerKind::Hot => return None,
         };
         Some(match &self.subset {
@@ -198,7 +222,13 @@ mod tests {
 
     #[test]
     fn parses_and_prints_each_distribution() {
-        for text in ["hot", "uniform:10000", "zipf:10000:1.1", "zipf:5:0.5"] {
+        for text in [
+            "hot",
+            "uniform:10000",
+            "zipf:10000:1.1",
+            "zipf:5:0.5",
+            "seq:1000000",
+        ] {
             let dist: KeyDist = text.parse().unwrap();
             assert_eq!(dist.to_string(), text);
         }
@@ -228,6 +258,8 @@ mod tests {
             "hot:1",
             "normal:10",
             "uniform:1000000000001",
+            "seq",
+            "seq:0",
         ] {
             assert!(bad.parse::<KeyDist>().is_err(), "`{bad}` should be refused");
         }
@@ -245,6 +277,21 @@ mod tests {
         out.clear();
         hot.write_next(&mut out);
         assert_eq!(out, b"hot");
+    }
+
+    #[test]
+    fn seq_keys_touch_every_key_once_before_repeating() {
+        // Two samplers share the process's counter, as two threads do; the
+        // other tests use no `seq` sampler, so nothing else moves it.
+        let dist = KeyDist::Seq { keys: 1000 };
+        let mut first = KeySampler::new(&dist, 1, 0);
+        let mut second = KeySampler::new(&dist, 1, 1);
+        let mut seen = vec![0u32; 1000];
+        for _ in 0..500 {
+            seen[first.next_index().unwrap() as usize] += 1;
+            seen[second.next_index().unwrap() as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| n == 1), "each key once");
     }
 
     #[test]

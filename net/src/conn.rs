@@ -58,6 +58,9 @@ pub struct Conn {
     /// Whether the current deadline is a header timeout (a request is
     /// partly received) rather than keep-alive idleness.
     pub deadline_is_header: bool,
+    /// Parsing stopped with requests left in `input` because the output
+    /// queued reached its high mark; it goes on once a send completes.
+    pub paused_for_output: bool,
     /// Set once the connection is upgraded to a WebSocket.
     pub ws: Option<Box<crate::ws::WsConn>>,
     /// The shard this connection moves to once nothing of it is in flight
@@ -87,6 +90,7 @@ impl Conn {
             timer_at_ms: 0,
             close_after_reply: false,
             deadline_is_header: false,
+            paused_for_output: false,
             ws: None,
             handoff_to: None,
         }

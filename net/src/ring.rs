@@ -91,11 +91,14 @@ impl Ring {
 
     /// Queues a submission, submitting what is queued first if the queue is
     /// full. Nothing is lost: a full queue only costs an early syscall.
-    pub fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
+    ///
+    /// # Safety
+    /// Every buffer `entry` points into must stay allocated, unmoved and
+    /// untouched until the entry's (last) completion arrives.
+    pub unsafe fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
         loop {
-            // SAFETY: every entry built by the shard points at buffers that
-            // the shard keeps alive and unmoved until the completion arrives
-            // (connection buffers are only touched after their completion).
+            // SAFETY: the caller keeps the entry's buffers alive and still
+            // until its completion.
             let pushed = unsafe { self.ring.submission().push(&entry).is_ok() };
             if pushed {
                 return Ok(());

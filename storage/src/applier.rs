@@ -62,20 +62,52 @@ pub(crate) struct Applier {
     pub answers: Sender<Answer>,
     pub waker: Waker,
     pub segment_bytes: u64,
+    /// How long without a group to apply before the memtables are flushed.
+    pub idle_flush: Option<std::time::Duration>,
+    /// Run after a further idle period (see `StoreOptions::idle_hook`).
+    pub idle_hook: Option<fn()>,
+}
+
+/// Where the applier stands between groups.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Idle {
+    /// Nothing to do when idle: wait for work without a timeout.
+    Settled,
+    /// Groups were applied: flush the memtables after an idle period.
+    Applied,
+    /// The memtables were flushed: run the idle hook after another one.
+    Flushed,
 }
 
 impl Applier {
     /// Runs until the shard drops its end of the channel.
     pub fn run(self) {
         let mut next = None;
+        let mut idle = Idle::Settled;
         loop {
             let task = match next.take() {
                 Some(task) => task,
-                None => match self.tasks.recv() {
-                    Ok(task) => task,
-                    Err(_) => return,
+                None => match self.next_task(idle) {
+                    Ok(Some(task)) => task,
+                    Ok(None) => {
+                        idle = match self.on_idle(idle) {
+                            Ok(idle) => idle,
+                            Err(e) => {
+                                if self.answers.send(Answer::Failed(e)).is_err() {
+                                    return;
+                                }
+                                (self.waker)();
+                                Idle::Settled
+                            }
+                        };
+                        continue;
+                    }
+                    Err(()) => return,
                 },
             };
+            if matches!(task, Task::Apply(_)) {
+                idle = Idle::Applied;
+            }
             let answers = match task {
                 Task::Apply(group) => {
                     // Groups that queued up meanwhile go into the same
@@ -122,6 +154,50 @@ impl Applier {
             }
             (self.waker)();
         }
+    }
+
+    /// The next task; `Ok(None)` once the applier has been idle for
+    /// `idle_flush` with something to do about it; `Err` once the shard is
+    /// gone.
+    fn next_task(&self, idle: Idle) -> Result<Option<Task>, ()> {
+        match self.idle_flush {
+            Some(wait) if idle != Idle::Settled => match self.tasks.recv_timeout(wait) {
+                Ok(task) => Ok(Some(task)),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => Ok(None),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(()),
+            },
+            _ => self.tasks.recv().map(Some).map_err(|_| ()),
+        }
+    }
+
+    /// What an idle period leads to: first a flush, then the hook.
+    fn on_idle(&self, idle: Idle) -> Result<Idle, Error> {
+        match idle {
+            Idle::Applied => {
+                self.flush_memtables()?;
+                Ok(Idle::Flushed)
+            }
+            Idle::Flushed | Idle::Settled => {
+                if let Some(hook) = self.idle_hook {
+                    hook();
+                }
+                Ok(Idle::Settled)
+            }
+        }
+    }
+
+    /// Seals every memtable that holds writes and has fjall flush it to a
+    /// table in the background, as it does with a full one: the memory
+    /// goes once the table is written. The log is unaffected (a segment
+    /// is deleted only after a checkpoint).
+    fn flush_memtables(&self) -> Result<(), Error> {
+        for keyspace in self.keyspaces.iter().flatten() {
+            // `rotate_memtable` is what fjall runs when a memtable is full;
+            // it is public but hidden from fjall's docs (fjall 3.1 has no
+            // other way to flush early).
+            keyspace.rotate_memtable()?;
+        }
+        Ok(())
     }
 
     /// Inserts the groups, in order, as one batch per partition they

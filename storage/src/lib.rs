@@ -30,12 +30,14 @@
 mod applier;
 mod error;
 mod layout;
+pub mod space;
 mod store;
 pub mod wal;
 
 pub use error::Error;
 pub use layout::Layout;
 pub use store::{
-    OpenPartitions, OwnerId, Savepoint, Seq, ShardStore, StoreOptions, StoreStats, Value, Waker,
-    WalProgress, WalWrite, WAL_GROUPS_IN_FLIGHT_MAX,
+    OpenPartitions, OwnerId, Savepoint, Seq, ShardStore, StoreMemory, StoreOptions, StoreStats,
+    Value, Waker, WalProgress, WalWrite, MEMTABLE_BYTES_MAX, MEMTABLE_BYTES_MIN,
+    WAL_GROUPS_IN_FLIGHT_MAX,
 };

@@ -32,11 +32,20 @@ pub(crate) fn open_partition(
     // groups durable. fjall's journals are bounded tightly, because at
     // start fjall replays every journal whose memtable was not flushed:
     // with the default 512 MiB, opening ten million keys took 18 s here.
+    //
+    // Journal values are not compressed. A journal write that ENOSPC cut
+    // short leaves an entry whose header is on disk and whose value is the
+    // zeros of the journal's preallocated (sparse) tail; fjall drops such
+    // a torn tail at the next open either way, but an LZ4 value made of
+    // zeros first logs "LZ4 decompression failed: 0 is not a valid match
+    // offset" at error level, which read as corruption when a full disk
+    // was the whole story. Values stay LZ4-compressed in fjall's tables.
     Ok(fjall::Database::builder(layout.partition_dir(partition))
         .worker_threads(worker_threads.max(1))
         .cache_size(cache_bytes)
         .manual_journal_persist(true)
         .max_journaling_size(JOURNAL_BYTES_MAX)
+        .journal_compression(fjall::CompressionType::None)
         .open()?)
 }
 
@@ -64,7 +73,7 @@ impl OpenPartitions {
                 options.worker_threads_per_partition,
                 options.cache_bytes_per_partition,
             )?;
-            let keyspace = open_keyspace(&db)?;
+            let keyspace = open_keyspace(&db, options.memtable_bytes_per_partition)?;
             slots.push(Some((db, keyspace)));
         }
         Ok(OpenPartitions { slots })
@@ -83,14 +92,23 @@ impl OpenPartitions {
 
 /// fjall's journals per partition (its minimum).
 const JOURNAL_BYTES_MAX: u64 = 64 << 20;
-/// Memtable size per partition: small enough that several fit in the
-/// journal bound above, so memtables flush before journals pile up.
-const MEMTABLE_BYTES: u64 = 16 << 20;
+/// The largest memtable a partition may be given: small enough that
+/// several fit in the journal bound above, so memtables flush before
+/// journals pile up.
+pub const MEMTABLE_BYTES_MAX: u64 = JOURNAL_BYTES_MAX / 2;
+/// The smallest memtable: below it, flushes would write tiny tables.
+pub const MEMTABLE_BYTES_MIN: u64 = 1 << 20;
 
-/// Opens the objects keyspace of a partition.
-pub(crate) fn open_keyspace(db: &fjall::Database) -> Result<fjall::Keyspace, Error> {
+/// Opens the objects keyspace of a partition, with memtables of
+/// `memtable_bytes` (as fjall counts them: keys, values and a fixed
+/// overhead per entry; the memory they take is up to about twice that).
+pub(crate) fn open_keyspace(
+    db: &fjall::Database,
+    memtable_bytes: u64,
+) -> Result<fjall::Keyspace, Error> {
+    let memtable_bytes = memtable_bytes.clamp(MEMTABLE_BYTES_MIN, MEMTABLE_BYTES_MAX);
     Ok(db.keyspace(KEYSPACE, || {
-        fjall::KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+        fjall::KeyspaceCreateOptions::default().max_memtable_size(memtable_bytes)
     })?)
 }
 
@@ -159,6 +177,21 @@ pub struct StoreOptions {
     pub worker_threads_per_partition: usize,
     /// Block cache per partition database.
     pub cache_bytes_per_partition: u64,
+    /// Memtable size per partition (see [`open_keyspace`]); a full one is
+    /// flushed to a table.
+    pub memtable_bytes_per_partition: u64,
+    /// After this long without a write the applier flushes the shard's
+    /// memtables to tables, so that an idle shard does not keep its last
+    /// writes in memory twice (memtable and, once read, block cache).
+    /// `None`: only full memtables are flushed.
+    pub idle_flush_ms: Option<u64>,
+    /// Called on the applier thread once it has stayed idle for another
+    /// `idle_flush_ms` after an idle flush. The memtables' entries were
+    /// allocated on the applier thread and freed on fjall's flush thread;
+    /// an allocator with per-thread heaps (mimalloc) takes such frees back
+    /// only when the owning thread allocates or collects, which an idle
+    /// applier never does. The engine passes `mi_collect`.
+    pub idle_hook: Option<fn()>,
     /// Size of a log segment; the shard moves to a new one past it.
     pub wal_segment_bytes: u64,
     /// The run this store's log segments belong to (see
@@ -179,6 +212,9 @@ impl Default for StoreOptions {
         StoreOptions {
             worker_threads_per_partition: 1,
             cache_bytes_per_partition: 16 << 20,
+            memtable_bytes_per_partition: 16 << 20,
+            idle_flush_ms: Some(30_000),
+            idle_hook: None,
             wal_segment_bytes: wal::SEGMENT_BYTES_DEFAULT,
             wal_run: 0,
             wal_groups_in_flight: 2,
@@ -226,11 +262,21 @@ pub struct StoreStats {
     pub log_bytes_total: u64,
 }
 
+/// Memory fjall holds for a shard (see [`ShardStore::memory`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StoreMemory {
+    pub memtable_bytes: u64,
+    pub cache_bytes: u64,
+}
+
 /// One shard's storage. It lives on its shard's thread; only the applier
 /// thread beside it touches the databases' write path.
 pub struct ShardStore {
     layout: Layout,
     keyspaces: Vec<Option<fjall::Keyspace>>,
+    /// The databases of the partitions this shard owns, for their memory
+    /// figures (the applier holds its own handles for writing).
+    databases: Vec<fjall::Database>,
     overlay: Overlay,
     open: Vec<GroupWrite>,
     open_seq: Seq,
@@ -315,6 +361,7 @@ impl ShardStore {
         let wal_file = wal::create_segment(&wal_path, options.wal_segment_bytes)?;
         let (task_tx, task_rx) = crossbeam_channel::unbounded();
         let (answer_tx, answer_rx) = crossbeam_channel::unbounded();
+        let owned_databases = databases.iter().flatten().cloned().collect();
         let applier = Applier {
             keyspaces: keyspaces.clone(),
             databases,
@@ -322,6 +369,8 @@ impl ShardStore {
             answers: answer_tx,
             waker,
             segment_bytes: options.wal_segment_bytes,
+            idle_flush: options.idle_flush_ms.map(std::time::Duration::from_millis),
+            idle_hook: options.idle_hook,
         };
         let handle = std::thread::Builder::new()
             .name(format!("durin-apply-{shard}"))
@@ -333,6 +382,7 @@ impl ShardStore {
         let store = ShardStore {
             layout: layout.clone(),
             keyspaces,
+            databases: owned_databases,
             overlay: Overlay::default(),
             open: Vec::new(),
             open_seq: 1,
@@ -633,6 +683,17 @@ impl ShardStore {
         self.stats
     }
 
+    /// What fjall holds in memory for this shard's partitions: memtables
+    /// (active and sealed, not yet flushed) and the block caches.
+    pub fn memory(&self) -> StoreMemory {
+        self.databases
+            .iter()
+            .fold(StoreMemory::default(), |sum, db| StoreMemory {
+                memtable_bytes: sum.memtable_bytes + db.write_buffer_size(),
+                cache_bytes: sum.cache_bytes + db.cache_size(),
+            })
+    }
+
     /// Starts making the open group durable, unless as many groups as
     /// allowed are in flight, the segment is full (it moves on once the
     /// groups in it are durable), or the applier is too far behind. Called
@@ -760,14 +821,12 @@ impl ShardStore {
         Ok(WalProgress::Durable)
     }
 
-    fn failed(&self, seq: Seq, result: i32, what: &str) -> Error {
-        Error::CommitFailed {
+    fn failed(&self, seq: Seq, result: i32, what: &'static str) -> Error {
+        Error::Log {
             seq,
-            reason: format!(
-                "{what} of {}: {}",
-                self.wal_path.display(),
-                std::io::Error::from_raw_os_error(-result)
-            ),
+            what,
+            path: self.wal_path.clone(),
+            source: std::io::Error::from_raw_os_error(-result),
         }
     }
 

@@ -106,6 +106,25 @@ pub(crate) fn encode_group(buf: &mut Vec<u8>, seq: u64, writes: &[GroupWrite]) {
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// A write as tests build it: partition, key, and value (`None`: delete).
+#[doc(hidden)]
+pub type TestWrite = (u32, Vec<u8>, Option<Vec<u8>>);
+
+/// [`encode_group`] for tests and fuzzing outside the crate: appends the
+/// record of group `seq` holding `writes`.
+#[doc(hidden)]
+pub fn encode_group_for_tests(buf: &mut Vec<u8>, seq: u64, writes: &[TestWrite]) {
+    let writes: Vec<GroupWrite> = writes
+        .iter()
+        .map(|(partition, key, value)| GroupWrite {
+            partition: *partition,
+            key: key.as_slice().into(),
+            value: value.as_deref().map(Into::into),
+        })
+        .collect();
+    encode_group(buf, seq, &writes);
+}
+
 /// One write read back from the log.
 pub struct Replayed<'a> {
     pub seq: u64,
@@ -114,9 +133,31 @@ pub struct Replayed<'a> {
     pub value: Option<&'a [u8]>,
 }
 
+/// A log record whose checksum matched but whose contents do not parse:
+/// not a torn write (which the checksum catches) but damage, or a bug.
+/// Replay stops there rather than guess.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corrupt {
+    /// Where the record starts in its segment.
+    pub offset: usize,
+    /// What does not parse.
+    pub what: &'static str,
+}
+
+impl std::fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "log record at byte {} has a valid checksum but {}",
+            self.offset, self.what
+        )
+    }
+}
+
 /// Calls `apply` for every write of every intact record of `bytes`, in
-/// order. Returns the number of records.
-pub fn replay_segment(bytes: &[u8], mut apply: impl FnMut(Replayed<'_>)) -> u64 {
+/// order, and returns the number of records. A record is checked whole
+/// before any of its writes is applied, so a corrupt one applies nothing.
+pub fn replay_segment(bytes: &[u8], mut apply: impl FnMut(Replayed<'_>)) -> Result<u64, Corrupt> {
     let mut at = 0usize;
     let mut records = 0;
     while let Some(header) = bytes.get(at..at + HEADER_BYTES) {
@@ -128,44 +169,41 @@ pub fn replay_segment(bytes: &[u8], mut apply: impl FnMut(Replayed<'_>)) -> u64 
         if len < 12 || crc32fast::hash(body) != crc {
             break;
         }
-        if !decode_body(body, &mut apply) {
-            // A record whose crc matched but whose structure does not is
-            // not a torn write: the log is damaged.
-            panic!(
-                "write-ahead log record at byte {at} has a valid checksum but malformed contents"
-            );
-        }
+        let corrupt = |what| Corrupt { offset: at, what };
+        decode_body(body, &mut |_| {}).map_err(corrupt)?;
+        decode_body(body, &mut apply).map_err(corrupt)?;
         records += 1;
         at += HEADER_BYTES + len;
     }
-    records
+    Ok(records)
 }
 
-fn decode_body(body: &[u8], apply: &mut impl FnMut(Replayed<'_>)) -> bool {
+/// Walks the entries of a record body, calling `apply` for each.
+fn decode_body(body: &[u8], apply: &mut impl FnMut(Replayed<'_>)) -> Result<(), &'static str> {
     let u32_at = |at: usize| {
         body.get(at..at + 4)
             .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
     };
-    let seq = u64::from_le_bytes(body[..8].try_into().expect("8 bytes"));
-    let Some(count) = u32_at(8) else { return false };
+    let seq = u64::from_le_bytes(body[..8].try_into().expect("the caller checked 12 bytes"));
+    let count = u32_at(8).ok_or("its entry count is cut off")?;
     let mut at = 12;
     for _ in 0..count {
         let (Some(partition), Some(key_len), Some(value_len)) =
             (u32_at(at), u32_at(at + 4), u32_at(at + 8))
         else {
-            return false;
+            return Err("an entry header runs past the record");
         };
         at += 12;
-        let Some(key) = body.get(at..at + key_len as usize) else {
-            return false;
-        };
+        let key = body
+            .get(at..at + key_len as usize)
+            .ok_or("a key runs past the record")?;
         at += key_len as usize;
         let value = if value_len == DELETE_MARK {
             None
         } else {
-            let Some(v) = body.get(at..at + value_len as usize) else {
-                return false;
-            };
+            let v = body
+                .get(at..at + value_len as usize)
+                .ok_or("a value runs past the record")?;
             at += value_len as usize;
             Some(v)
         };
@@ -176,7 +214,10 @@ fn decode_body(body: &[u8], apply: &mut impl FnMut(Replayed<'_>)) -> bool {
             value,
         });
     }
-    at == body.len()
+    if at != body.len() {
+        return Err("bytes follow its last entry");
+    }
+    Ok(())
 }
 
 /// What a replay found, and what is left to do.
@@ -262,7 +303,11 @@ pub fn recover_into(layout: &Layout, open: &crate::OpenPartitions) -> Result<Rec
             if batch.len() >= REPLAY_BATCH_WRITES {
                 failure = apply_replayed(layout, &mut partitions, &mut batch).err();
             }
-        });
+        })
+        .map_err(|corrupt| Error::CorruptLog {
+            path: path.clone(),
+            reason: corrupt.to_string(),
+        })?;
         if let Some(e) = failure {
             return Err(e);
         }
@@ -368,7 +413,8 @@ mod tests {
                 w.key.to_vec(),
                 w.value.map(<[u8]>::to_vec),
             ));
-        });
+        })
+        .expect("nothing corrupt");
         assert_eq!(records, 2);
         assert_eq!(
             seen,
@@ -389,7 +435,48 @@ mod tests {
         buf[last] ^= 1;
         assert_eq!(
             replay_segment(&buf, |_| panic!("nothing intact to apply")),
-            0
+            Ok(0)
         );
+    }
+
+    /// Appends a record with a valid checksum around `body`.
+    fn sealed(buf: &mut Vec<u8>, body: &[u8]) {
+        buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        buf.extend_from_slice(body);
+    }
+
+    #[test]
+    fn a_checksummed_record_that_does_not_parse_is_corrupt_and_applies_nothing() {
+        let mut good = Vec::new();
+        encode_group(&mut good, 1, &[write(0, b"a", Some(b"1"))]);
+        // Two entries announced, one present: the first must not be applied.
+        let mut body = Vec::new();
+        body.extend_from_slice(&2u64.to_le_bytes());
+        body.extend_from_slice(&2u32.to_le_bytes());
+        body.extend_from_slice(&0u32.to_le_bytes());
+        body.extend_from_slice(&1u32.to_le_bytes());
+        body.extend_from_slice(&1u32.to_le_bytes());
+        body.extend_from_slice(b"bv");
+        let mut buf = good.clone();
+        sealed(&mut buf, &body);
+        let mut applied = Vec::new();
+        let result = replay_segment(&buf, |w| applied.push(w.key.to_vec()));
+        assert_eq!(
+            result,
+            Err(Corrupt {
+                offset: good.len(),
+                what: "an entry header runs past the record"
+            })
+        );
+        assert_eq!(applied, vec![b"a".to_vec()], "only the intact record");
+        // Trailing bytes after the last entry.
+        let mut body = Vec::new();
+        body.extend_from_slice(&3u64.to_le_bytes());
+        body.extend_from_slice(&0u32.to_le_bytes());
+        body.push(7);
+        let mut buf = Vec::new();
+        sealed(&mut buf, &body);
+        assert!(replay_segment(&buf, |_| {}).is_err());
     }
 }

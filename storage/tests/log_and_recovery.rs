@@ -390,3 +390,29 @@ fn pipelined_groups_cross_segments_in_order() {
         );
     }
 }
+
+#[test]
+fn an_idle_store_flushes_its_memtables_and_keeps_its_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = Layout::open_or_create(dir.path(), 1).expect("layout");
+    wal::recover(&layout).expect("recover");
+    let options = StoreOptions {
+        idle_flush_ms: Some(50),
+        ..StoreOptions::default()
+    };
+    let mut store = ShardStore::open(&layout, 0, 1, options, Box::new(|| {})).expect("open store");
+    for i in 0..100u32 {
+        store.put(&owner(i), &key(owner(i), "v"), &[7u8; 64]);
+    }
+    assert!(drive(&mut store, Fault::None).expect("drive"));
+    let flushed = (0..500).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        store.poll_applier().expect("applier");
+        store.is_settled() && store.memory().memtable_bytes == 0
+    });
+    assert!(flushed, "memtables still hold {:?}", store.memory());
+    for i in 0..100u32 {
+        let value = store.get_vec(&owner(i), &key(owner(i), "v")).expect("get");
+        assert_eq!(value.as_deref(), Some(&[7u8; 64][..]));
+    }
+}

@@ -56,6 +56,8 @@ pub struct ServerBuilder {
     cores: usize,
     config_toml: Option<String>,
     env: Vec<(String, String)>,
+    fd_limit: Option<u64>,
+    data_dir: Option<PathBuf>,
 }
 
 impl ServerBuilder {
@@ -70,9 +72,22 @@ impl ServerBuilder {
         self
     }
 
+    /// Serve from this data directory instead of one in the server's
+    /// temporary directory (a test that puts it on a filesystem of its own).
+    pub fn data_dir(mut self, path: &Path) -> Self {
+        self.data_dir = Some(path.to_path_buf());
+        self
+    }
+
     /// An environment variable for the server process.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// The server starts with this soft and hard `RLIMIT_NOFILE`.
+    pub fn fd_limit(mut self, limit: u64) -> Self {
+        self.fd_limit = Some(limit);
         self
     }
 
@@ -89,8 +104,12 @@ impl ServerBuilder {
         let launch = Launch {
             config_path,
             env: self.env,
+            fd_limit: self.fd_limit,
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| dir.path().join(DATA_DIR_NAME)),
         };
-        let running = Running::spawn(dir.path(), self.cores, &launch);
+        let running = Running::spawn(self.cores, &launch);
         Server {
             dir,
             cores: self.cores,
@@ -112,6 +131,8 @@ pub struct Server {
 struct Launch {
     config_path: Option<PathBuf>,
     env: Vec<(String, String)>,
+    fd_limit: Option<u64>,
+    data_dir: PathBuf,
 }
 
 impl Server {
@@ -121,6 +142,8 @@ impl Server {
             cores: 2,
             config_toml: None,
             env: Vec::new(),
+            fd_limit: None,
+            data_dir: None,
         }
     }
 
@@ -140,17 +163,13 @@ impl Server {
         self.cores
     }
 
-    /// The running server's process id.
+    /// The server process's ID.
     pub fn pid(&self) -> u32 {
-        self.running
-            .as_ref()
-            .expect("the server is running")
-            .child
-            .id()
+        self.running().child.id()
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join(DATA_DIR_NAME)
+        self.launch.data_dir.clone()
     }
 
     /// The exact line the server printed when it became ready.
@@ -213,6 +232,30 @@ impl Server {
         }
     }
 
+    /// The server's resident memory now, in bytes (`VmRSS`).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the server's /proc status can be read");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS is in /proc status");
+        kib * 1024
+    }
+
+    /// CPU time the server has used so far (user plus system), in clock
+    /// ticks (`/proc/PID/stat` fields 14 and 15).
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("the server's /proc stat can be read");
+        // The command name may hold spaces; fields count from after it.
+        let after_name = &stat[stat.rfind(')').expect("stat has the name in parentheses") + 2..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks = |i: usize| fields[i].parse::<u64>().expect("a tick count");
+        ticks(11) + ticks(12)
+    }
+
     /// SIGKILL and wait: nothing gets a chance to flush or shut down.
     pub fn kill9(&mut self) {
         if let Some(mut running) = self.running.take() {
@@ -247,7 +290,7 @@ impl Server {
     pub fn restart(&mut self, cores: usize) {
         self.kill9();
         self.cores = cores;
-        self.running = Some(Running::spawn(self.dir.path(), cores, &self.launch));
+        self.running = Some(Running::spawn(cores, &self.launch));
     }
 
     /// Kills the server if it runs, then starts it again on the same data
@@ -259,12 +302,15 @@ impl Server {
         self.kill9();
         wait_until_bindable(addr);
         self.cores = cores;
-        self.running = Some(Running::spawn_listening(
-            self.dir.path(),
-            cores,
-            &self.launch,
-            addr,
-        ));
+        self.running = Some(Running::spawn_listening(cores, &self.launch, addr));
+    }
+
+    /// Waits up to `timeout` for the server to exit on its own; returns how
+    /// it exited, or `None` if it still runs. The server's stderr stays
+    /// readable through [`stderr`](Self::stderr) until the next restart.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let running = self.running.as_mut().expect("the server was started");
+        wait_with_deadline(&mut running.child, timeout)
     }
 
     /// Panics, with the server's stderr, if the process has exited: errors a
@@ -313,11 +359,11 @@ struct Running {
 }
 
 impl Running {
-    fn spawn(dir: &Path, cores: usize, launch: &Launch) -> Running {
-        Running::spawn_listening(dir, cores, launch, SocketAddr::from(([127, 0, 0, 1], 0)))
+    fn spawn(cores: usize, launch: &Launch) -> Running {
+        Running::spawn_listening(cores, launch, SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
-    fn spawn_listening(dir: &Path, cores: usize, launch: &Launch, listen: SocketAddr) -> Running {
+    fn spawn_listening(cores: usize, launch: &Launch, listen: SocketAddr) -> Running {
         let mut command = Command::new(bin_path());
         command
             .arg("serve")
@@ -328,12 +374,30 @@ impl Running {
                 "127.0.0.1:0",
                 "--data-dir",
             ])
-            .arg(dir.join(DATA_DIR_NAME))
+            .arg(&launch.data_dir)
             .args(["--cores", &cores.to_string(), "--no-pin"]);
         if let Some(config) = &launch.config_path {
             command.arg("--config").arg(config);
         }
         command.envs(launch.env.iter().map(|(k, v)| (k, v)));
+        if let Some(limit) = launch.fd_limit {
+            use std::os::unix::process::CommandExt;
+            let rlimit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            // SAFETY: setrlimit is async-signal-safe, and the closure
+            // touches nothing but a copied struct.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         command
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())

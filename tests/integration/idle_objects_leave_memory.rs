@@ -1,9 +1,10 @@
 //! Objects are evicted after their class's idle timeout and come back from
-//! storage on the next request, with their state intact.
+//! storage on the next request, with their state intact; the memory they
+//! held goes back once they have left.
 
 use std::time::Duration;
 
-use crate::harness::{eventually, increment, Server};
+use crate::harness::{eventually, increment, Conn, Server};
 use crate::kv_client::metric_total;
 
 /// A counter summed over every shard.
@@ -51,4 +52,56 @@ fn a_busy_object_is_not_evicted() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(metric(&server, "durin_objects_created_total"), 1);
+}
+
+#[test]
+fn the_object_table_gives_its_memory_back_once_its_objects_left() {
+    const OBJECTS: usize = 3_000;
+    const THREADS: usize = 4;
+    let server = Server::start_with_config(1, "[classes.counter]\nidle_timeout_ms = 300\n");
+    let addr = server.addr();
+    std::thread::scope(|scope| {
+        for thread in 0..THREADS {
+            scope.spawn(move || {
+                let mut conn = Conn::connect(addr).expect("the server accepts");
+                for n in (thread..OBJECTS).step_by(THREADS) {
+                    increment(&mut conn, &format!("touched-once-{n}"));
+                }
+            });
+        }
+    });
+    let grown = metric(&server, "durin_objects_capacity");
+    let evicted = eventually(Duration::from_secs(20), || {
+        metric(&server, "durin_objects_live") == 0
+            && metric(&server, "durin_objects_capacity") < grown
+    });
+    let capacity = metric(&server, "durin_objects_capacity");
+    assert!(
+        evicted,
+        "{OBJECTS} objects grew the table to {grown} slots; once they left it still holds {capacity}"
+    );
+    // The table shrinks to its floor (1,024 slots, which the ID index
+    // rounds up to its own bucket count).
+    assert!(capacity <= 2048, "{capacity} slots held for no object");
+    assert_eq!(increment(&mut server.connect(), "touched-once-7"), 2);
+}
+
+#[test]
+fn the_server_turns_transparent_huge_pages_off_unless_configured() {
+    let thp_enabled = |server: &Server| {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))
+            .expect("the server's /proc status is readable");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("THP_enabled:"))
+            .map(|value| value.trim().to_string())
+    };
+    let default = Server::start(1);
+    let Some(off) = thp_enabled(&default) else {
+        eprintln!("skipped: this kernel reports no THP_enabled in /proc/PID/status");
+        return;
+    };
+    assert_eq!(off, "0", "THP is off by default");
+    let allowed = Server::start_with_config(1, "[server]\ntransparent_huge_pages = true\n");
+    assert_eq!(thp_enabled(&allowed).as_deref(), Some("1"));
 }

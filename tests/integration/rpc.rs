@@ -144,7 +144,7 @@ fn unknown_classes_and_methods_are_errors_and_the_connection_stays() {
 }
 
 /// A raw connection past the handshake.
-fn raw(server: &Server) -> TcpStream {
+pub fn raw(server: &Server) -> TcpStream {
     let (addr, _) = server.rpc_addr();
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream
@@ -167,7 +167,7 @@ fn raw(server: &Server) -> TcpStream {
 }
 
 /// Reads until the server closes; returns what it sent.
-fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
     stream
         .read_to_end(&mut out)
@@ -189,7 +189,7 @@ fn an_oversized_frame_gets_an_error_frame_then_close() {
 }
 
 #[test]
-fn a_malformed_frame_closes_the_connection() {
+fn a_malformed_frame_is_answered_with_why_then_closed() {
     let server = Server::start(1);
     let mut stream = raw(&server);
     // header_len says more than the frame holds.
@@ -198,7 +198,14 @@ fn a_malformed_frame_closes_the_connection() {
     frame.extend_from_slice(&1000u32.to_le_bytes());
     frame.extend_from_slice(&[0u8; 4]);
     stream.write_all(&frame).expect("write");
-    assert!(read_to_close(&mut stream).is_empty());
+    let answer = read_to_close(&mut stream);
+    match rpc::decode_response(&answer, usize::MAX).expect("an error frame") {
+        rpc::Decoded::Frame { header, .. } => {
+            assert_eq!((header.request_id, header.status), (0, status::MALFORMED));
+            assert!(header.message.contains("header_len"), "{}", header.message);
+        }
+        rpc::Decoded::Incomplete => panic!("incomplete answer {answer:?}"),
+    }
     // Nothing else was disturbed.
     assert_eq!(
         client(&server, false)

@@ -94,6 +94,12 @@ impl DurableObject for Counter {
                 }
             }
             ("GET", "") => self.respond(res),
+            (_, "/increment") => {
+                res.method_not_allowed("POST");
+            }
+            (_, "") => {
+                res.method_not_allowed("GET");
+            }
             _ => {
                 res.text(404, "Not found");
             }

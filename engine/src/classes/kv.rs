@@ -26,7 +26,7 @@ use serde_json::{json, Value as Json};
 use crate::config::{reject_unknown, ConfigError};
 use crate::object::{
     percent_decode_component, AlarmError, Context, DurableObject, ListOptions, ObjectClass,
-    Request, Response, RpcError, StorageError, TransactionError,
+    Request, Response, RpcError, StorageError, TransactionError, ALARM_AT_MS_MAX,
 };
 use crate::ObjectId;
 use durin_proto::rpc::builtin;
@@ -143,7 +143,10 @@ impl DurableObject for Kv {
                 "PUT" => put(&key, req.body, res, ctx),
                 "GET" => get(&key, res, ctx),
                 "DELETE" => delete(&key, res, ctx),
-                _ => error(res, 405, "use GET, PUT or DELETE on a key"),
+                _ => {
+                    error(res, 405, "use GET, PUT or DELETE on a key");
+                    res.header("Allow", "GET, PUT, DELETE");
+                }
             };
         }
         match (req.method, req.path) {
@@ -162,6 +165,18 @@ impl DurableObject for Kv {
                 Ok(()) => respond_json(res, 200, &json!({ "ok": true })),
                 Err(e) => storage_error(res, &e),
             },
+            (_, "/list") => {
+                res.method_not_allowed("GET");
+            }
+            (_, "/transaction") => {
+                res.method_not_allowed("POST");
+            }
+            (_, "") => {
+                res.method_not_allowed("DELETE");
+            }
+            (_, "/alarm") => {
+                res.method_not_allowed("GET, PUT, DELETE");
+            }
             _ => {
                 res.text(404, "Not found");
             }
@@ -274,6 +289,25 @@ fn list(query: Option<&str>, res: &mut Response, ctx: &mut Context<'_>) {
         !["prefix", "start", "start_after", "end", "reverse", "limit"].contains(&n.as_str())
     }) {
         return error(res, 400, &format!("unknown list option `{unknown}`"));
+    }
+    if let Some(repeated) = params
+        .iter()
+        .enumerate()
+        .find(|(i, (n, _))| params[..*i].iter().any(|(m, _)| m == n))
+        .map(|(_, (n, _))| n)
+    {
+        return error(
+            res,
+            400,
+            &format!("list option `{repeated}` given more than once"),
+        );
+    }
+    if param("start").is_some() && param("start_after").is_some() {
+        return error(
+            res,
+            400,
+            "give at most one of `start` (inclusive) and `start_after` (exclusive)",
+        );
     }
     let reverse = match param("reverse") {
         None | Some(b"false") => false,
@@ -402,9 +436,21 @@ fn set_alarm(body: &[u8], res: &mut Response, ctx: &mut Context<'_>) {
         Err(e) => return error(res, 400, &format!("malformed alarm: {e}")),
     };
     let at_ms = match (parsed.at_ms, parsed.in_ms) {
-        (Some(at), None) => at,
-        (None, Some(d)) => ctx.now_ms().saturating_add(d),
+        (Some(at), None) => Some(at),
+        (None, Some(d)) => ctx.now_ms().checked_add(d),
         _ => return error(res, 400, "give exactly one of at_ms and in_ms"),
+    };
+    let Some(at_ms) = at_ms.filter(|&at| at <= ALARM_AT_MS_MAX) else {
+        let name = if parsed.at_ms.is_some() {
+            "at_ms"
+        } else {
+            "in_ms"
+        };
+        return error(
+            res,
+            400,
+            &format!("{name} puts the alarm past the latest time an alarm may have, {ALARM_AT_MS_MAX} ms after the Unix epoch"),
+        );
     };
     match ctx.storage().set_alarm(at_ms) {
         Ok(()) => respond_json(res, 200, &json!({ "ok": true, "at_ms": at_ms })),

@@ -214,8 +214,12 @@ impl DurableObject for RateLimiter {
     }
 
     fn fetch(&mut self, req: &Request<'_>, res: &mut Response, ctx: &mut Context<'_>) {
-        if !matches!(req.method, "GET" | "POST") || !req.path.is_empty() {
+        if !req.path.is_empty() {
             res.text(404, "Not found");
+            return;
+        }
+        if !matches!(req.method, "GET" | "POST") {
+            res.method_not_allowed("GET, POST");
             return;
         }
         let before = self.limiter;

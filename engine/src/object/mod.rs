@@ -40,6 +40,7 @@ pub(crate) mod websocket;
 
 pub use storage::{
     ListOptions, Storage, StorageError, StorageLimits, TransactionError, WriteOptions,
+    ALARM_AT_MS_MAX,
 };
 
 pub use websocket::{
@@ -349,6 +350,14 @@ impl Response {
         self.body.clear();
         self.body.extend_from_slice(text.as_bytes());
         self.status(status)
+    }
+
+    /// Answers `405 Method Not Allowed`, with `Allow: {allow}` (the
+    /// methods the path takes, e.g. `"GET, PUT"`).
+    pub fn method_not_allowed(&mut self, allow: &str) -> &mut Self {
+        self.text(405, "Method not allowed");
+        self.header("Allow", allow);
+        self
     }
 
     /// Sets the Content-Type.

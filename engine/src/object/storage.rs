@@ -40,6 +40,12 @@ pub type Entry = (Vec<u8>, Vec<u8>);
 /// Most entries one `list` returns.
 pub const LIST_ENTRIES_MAX: usize = 100_000;
 
+/// The latest time an alarm may be set for, in ms since the Unix epoch:
+/// the largest time a JavaScript `Date` holds (year 275760), so that every
+/// alarm time a Durable Objects program can name is accepted and none
+/// beyond it.
+pub const ALARM_AT_MS_MAX: u64 = 8_640_000_000_000_000;
+
 /// How a write is made.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WriteOptions {
@@ -90,6 +96,11 @@ pub enum StorageError {
     CorruptRecord {
         what: &'static str,
     },
+    /// An alarm time past [`ALARM_AT_MS_MAX`].
+    AlarmTooLate {
+        at_ms: u64,
+        max: u64,
+    },
 }
 
 impl fmt::Display for StorageError {
@@ -110,6 +121,9 @@ impl fmt::Display for StorageError {
             StorageError::Engine(e) => write!(f, "storage engine: {e}"),
             StorageError::CorruptRecord { what } => {
                 write!(f, "the stored {what} record does not validate")
+            }
+            StorageError::AlarmTooLate { at_ms, max } => {
+                write!(f, "an alarm at {at_ms} ms is past the latest time an alarm may have ({max} ms after the Unix epoch)")
             }
         }
     }
@@ -464,6 +478,12 @@ impl Storage<'_, '_> {
     /// Sets the object's alarm to `at_ms` (ms since the Unix epoch),
     /// replacing any earlier one.
     pub fn set_alarm(&mut self, at_ms: u64) -> Result<(), StorageError> {
+        if at_ms > ALARM_AT_MS_MAX {
+            return Err(StorageError::AlarmTooLate {
+                at_ms,
+                max: ALARM_AT_MS_MAX,
+            });
+        }
         let previous = read_alarm(self.ctx.store, &self.ctx.id)?;
         let record = AlarmRecord {
             at_ms,

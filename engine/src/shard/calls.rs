@@ -21,6 +21,7 @@ use durin_proto::rpc::{
 use durin_storage::Seq;
 
 use super::objects::Outcome;
+use super::routing::Route;
 use super::Shard;
 use crate::mesh::MeshMsg;
 use crate::metrics;
@@ -162,14 +163,16 @@ impl Shard {
             };
             let mut frame = self.mesh.buffer();
             encode_request(&mut frame, &header, &call.payload);
-            let delivery = match self.route_call(&header) {
-                Ok(owner) if owner == self.index => Delivery::Local(LocalWork::Call {
+            // Routed like an RPC request from a client, with the same
+            // checks (an unknown class, a name over the limit).
+            let delivery = match self.route_rpc(&header) {
+                Route::Local { .. } => Delivery::Local(LocalWork::Call {
                     shard: self.index,
                     class,
                     caller,
                     frame,
                 }),
-                Ok(owner) => Delivery::Mesh {
+                Route::Remote { owner } => Delivery::Mesh {
                     to: owner,
                     msg: MeshMsg::Call {
                         from: self.index,
@@ -178,7 +181,7 @@ impl Shard {
                         frame,
                     },
                 },
-                Err((status, message)) => {
+                Route::Error { status, message } => {
                     frame.clear();
                     let response = rpc::ResponseHeader {
                         request_id: call.call.0,
@@ -210,18 +213,6 @@ impl Shard {
             let delivery = self.reply_delivery(target, reply);
             self.deliver_gated(gate, delivery);
         }
-    }
-
-    /// The owning shard of a call's object, or why there is none.
-    fn route_call(&self, header: &RequestHeader) -> Result<u32, (u16, String)> {
-        if self.registry.find(&header.class).is_none() {
-            return Err((
-                status::UNKNOWN_CLASS,
-                format!("no class `{}`", header.class),
-            ));
-        }
-        let id = header.object.id(&header.class);
-        Ok(self.store.layout().shard_of(&id.0, self.shards))
     }
 
     /// Remembers where the response an event deferred must go.

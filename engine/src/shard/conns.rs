@@ -3,17 +3,24 @@
 
 use durin_net::ring::Completion;
 use durin_net::{Conn, Token};
-use io_uring::{opcode, squeue, types};
 
+use super::io::Op;
 use super::{kind, Shard, Timer};
 use crate::metrics;
 
-/// Sent to a connection refused at the connection cap, then it is closed.
-static REJECT_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 37\r\nConnection: close\r\n\r\nServer at its connection limit, retry";
-/// Output queued beyond this stops reading from the connection until the
-/// peer has read some: a client that pipelines without reading cannot make
-/// the shard buffer without bound.
-const OUTPUT_BYTES_HIGH: usize = 1 << 20;
+/// Output queued beyond this stops reading from the connection, and
+/// serving the requests already read, until the peer has read some: a
+/// client that pipelines without reading cannot make the shard buffer
+/// without bound (a megabyte of small GETs for a large value would
+/// otherwise queue gigabytes of responses).
+pub(super) const OUTPUT_BYTES_HIGH: usize = 1 << 20;
+
+/// The first pause of accepting after the process ran out of file
+/// descriptors, and the longest: without a pause, a multishot accept that
+/// fails with EMFILE is re-armed and fails again at once, and the shard
+/// spins at 100% CPU while the connections it holds wait.
+pub(super) const ACCEPT_BACKOFF_MS_MIN: u64 = 20;
+pub(super) const ACCEPT_BACKOFF_MS_MAX: u64 = 1_000;
 
 /// A slab of connections with generation-tagged slots.
 pub struct ConnTable {
@@ -109,20 +116,75 @@ impl Shard {
             self.accept_armed[listener as usize] = false;
         }
         if c.result >= 0 {
+            if self.accept_backoff_ms > ACCEPT_BACKOFF_MS_MIN {
+                log::warn!(
+                    "shard {}: accepting connections again (file descriptors freed)",
+                    self.index
+                );
+                self.accept_backoff_ms = ACCEPT_BACKOFF_MS_MIN;
+            }
             self.accept(c.result, listener)?;
-        } else {
-            // EMFILE, ENFILE, ECONNABORTED: the listener itself is fine;
-            // the connection is lost and the client retries.
+        } else if c.result == -libc::EMFILE || c.result == -libc::ENFILE {
+            self.pause_accept(listener, c.more())?;
+        } else if c.result != -libc::ECANCELED {
+            // ECONNABORTED and the like: the listener itself is fine; the
+            // connection is lost and the client retries.
             log::debug!(
                 "shard {}: accept failed: {}",
                 self.index,
                 std::io::Error::from_raw_os_error(-c.result)
             );
         }
-        if !self.accept_armed[listener as usize] {
+        let listener_index = listener as usize;
+        if !self.accept_armed[listener_index] && !self.accept_paused[listener_index] {
             self.arm_accept(listener)?;
         }
         Ok(())
+    }
+
+    /// Out of file descriptors: stops accepting on `listener` for the
+    /// backoff period (connections wait in the listen backlog meanwhile),
+    /// and says so once per episode. `armed`: the multishot accept is
+    /// still armed and must be cancelled.
+    fn pause_accept(&mut self, listener: u32, armed: bool) -> std::io::Result<()> {
+        metrics::add(&self.metrics.accept_fd_exhausted_total, 1);
+        if self.accept_paused[listener as usize] {
+            return Ok(());
+        }
+        if self.accept_backoff_ms == ACCEPT_BACKOFF_MS_MIN {
+            log::warn!(
+                "shard {}: out of file descriptors (the process's RLIMIT_NOFILE or the system's); \
+                 accepting is paused and retried with backoff until some are freed",
+                self.index
+            );
+        }
+        self.accept_paused[listener as usize] = true;
+        if armed {
+            let cancel = Op::Cancel {
+                target: Token::new(kind::ACCEPT, 0, listener),
+                token: Token::new(kind::CANCEL, 0, 0),
+            };
+            // SAFETY: a cancel points at no buffer.
+            unsafe { self.submit(cancel)? };
+        }
+        let resume_ms = self.mono_ms + self.accept_backoff_ms;
+        self.timers
+            .insert(resume_ms, super::Timer::AcceptResume { listener });
+        self.accept_backoff_ms = (self.accept_backoff_ms * 2).min(ACCEPT_BACKOFF_MS_MAX);
+        Ok(())
+    }
+
+    /// The backoff is over: accept on `listener` again.
+    pub(super) fn resume_accept(&mut self, listener: u32) {
+        self.accept_paused[listener as usize] = false;
+        if !self.accept_armed[listener as usize] && self.arm_accept(listener).is_err() {
+            // The submission queue is full: try again after another pause.
+            self.accept_armed[listener as usize] = false;
+            self.accept_paused[listener as usize] = true;
+            let resume_ms = self.mono_ms + self.accept_backoff_ms;
+            self.timers
+                .insert(resume_ms, super::Timer::AcceptResume { listener });
+        }
     }
 
     fn accept(&mut self, fd: i32, listener: u32) -> std::io::Result<()> {
@@ -149,21 +211,8 @@ impl Shard {
     /// HTTP), then close.
     pub(super) fn reject(&mut self, fd: i32, http: bool) -> std::io::Result<()> {
         metrics::add(&self.metrics.connections_rejected_total, 1);
-        let send = opcode::Send::new(
-            types::Fd(fd),
-            REJECT_RESPONSE.as_ptr(),
-            REJECT_RESPONSE.len() as u32,
-        )
-        .build()
-        .flags(squeue::Flags::IO_LINK)
-        .user_data(Token::new(kind::REJECT, 0, 0).0);
-        let close = opcode::Close::new(types::Fd(fd))
-            .build()
-            .user_data(Token::new(kind::REJECT, 0, 0).0);
-        if http {
-            self.ring.push(send)?;
-        }
-        self.ring.push(close)
+        // SAFETY: the reject's answer is a static.
+        unsafe { self.submit(Op::Reject { fd, http }) }
     }
 
     pub(super) fn on_recv(&mut self, c: Completion) -> std::io::Result<()> {
@@ -200,12 +249,18 @@ impl Shard {
             conn.dead = true;
         } else if conn.on_sent(c.result as usize) {
             // A short send: the rest goes out before anything else.
-            let (ptr, len) = conn.unsent();
-            let entry = opcode::Send::new(types::Fd(conn.fd), ptr, len)
-                .build()
-                .user_data(Token::new(kind::SEND, generation, index).0);
+            let op = send_op(conn, index);
             conn.send_in_flight = true;
-            return self.ring.push(entry);
+            // SAFETY: as for every send (see `send_op`).
+            return unsafe { self.submit(op) };
+        }
+        if conn.paused_for_output && conn.queued_bytes() < OUTPUT_BYTES_HIGH {
+            conn.paused_for_output = false;
+            // Requests already read waited for the peer to read; go on.
+            let mut conn = self.conns.take(index, generation).expect("looked up above");
+            self.process_input(index, &mut conn);
+            self.conns.put_back(index, conn);
+            self.after_input(index, generation);
         }
         self.dirty.push(index);
         Ok(())
@@ -234,13 +289,17 @@ impl Shard {
         if conn.dead || (conn.closing && conn.is_drained() && !conn.awaiting_reply) {
             return self.close(index);
         }
+        if conn.kind == durin_net::ConnKind::WebSocket {
+            self.write_pending_pong(index, generation);
+        }
+        let Some(conn) = self.conns.by_index(index) else {
+            return Ok(());
+        };
         if conn.prepare_send(durable) {
-            let (ptr, len) = conn.unsent();
-            let entry = opcode::Send::new(types::Fd(conn.fd), ptr, len)
-                .build()
-                .user_data(Token::new(kind::SEND, generation, index).0);
+            let op = send_op(conn, index);
             conn.send_in_flight = true;
-            self.ring.push(entry)?;
+            // SAFETY: as for every send (see `send_op`).
+            unsafe { self.submit(op)? };
         }
         let Some(conn) = self.conns.by_index(index) else {
             return Ok(());
@@ -269,17 +328,30 @@ impl Shard {
             conn.release_idle_buffers(!has_ring);
             return Ok(());
         }
+        if conn.closing && !conn.is_drained() && conn.deadline_ms == 0 {
+            // A closing connection's last answer must be taken within the
+            // idle timeout; a peer that never reads would otherwise keep
+            // the connection, and what is queued for it, forever.
+            let deadline = self.mono_ms + self.server.idle_timeout_ms;
+            arm_deadline(&mut self.timers, conn, index, deadline, false);
+        }
         let wants_input = !conn.recv_in_flight
             && !conn.closing
             && !conn.awaiting_reply
             && conn.input.len() <= self.limits.header_bytes_max + self.limits.body_bytes_max;
         if wants_input && conn.output().len() < OUTPUT_BYTES_HIGH {
             let (ptr, len) = conn.recv_space();
-            let entry = opcode::Recv::new(types::Fd(conn.fd), ptr, len)
-                .build()
-                .user_data(Token::new(kind::RECV, generation, index).0);
+            let op = Op::Recv {
+                fd: conn.fd,
+                ptr,
+                len,
+                token: Token::new(kind::RECV, generation, index),
+            };
             conn.recv_in_flight = true;
-            self.ring.push(entry)?;
+            // SAFETY: the receive writes into the spare capacity of the
+            // connection's input, which nothing touches until its
+            // completion (`recv_in_flight`); the slot keeps the buffer.
+            unsafe { self.submit(op)? };
         }
         Ok(())
     }
@@ -293,24 +365,30 @@ impl Shard {
         };
         conn.dead = true;
         if conn.has_io_in_flight() {
-            if conn.recv_in_flight {
-                let recv_kind = match conn.kind {
-                    durin_net::ConnKind::WebSocket => kind::WS_RECV,
-                    _ => kind::RECV,
+            let recv_kind = match conn.kind {
+                durin_net::ConnKind::WebSocket => kind::WS_RECV,
+                _ => kind::RECV,
+            };
+            // A send waits in the kernel for as long as the peer does not
+            // read: it is cancelled too, or the connection never closes.
+            let in_flight = [
+                (conn.recv_in_flight, recv_kind),
+                (conn.send_in_flight, kind::SEND),
+            ];
+            let generation = conn.generation;
+            for (_, op_kind) in in_flight.into_iter().filter(|(busy, _)| *busy) {
+                let cancel = Op::Cancel {
+                    target: Token::new(op_kind, generation, index),
+                    token: Token::new(kind::CANCEL, generation, index),
                 };
-                let recv = Token::new(recv_kind, conn.generation, index).0;
-                let cancel = opcode::AsyncCancel::new(recv)
-                    .build()
-                    .user_data(Token::new(kind::CANCEL, conn.generation, index).0);
-                self.ring.push(cancel)?;
+                // SAFETY: a cancel points at no buffer.
+                unsafe { self.submit(cancel)? };
             }
             return Ok(());
         }
         let conn = self.conns.remove(index).expect("looked up above");
-        let close = opcode::Close::new(types::Fd(conn.fd))
-            .build()
-            .user_data(Token::new(kind::CLOSE, 0, 0).0);
-        self.ring.push(close)?;
+        // SAFETY: a close points at no buffer.
+        unsafe { self.submit(Op::Close { fd: conn.fd })? };
         if let Some(ws) = conn.ws {
             let socket = crate::object::WebSocket {
                 index: ws.socket,
@@ -352,6 +430,8 @@ impl Shard {
             metrics::add(&self.metrics.bad_requests_total, 1);
             super::http::write_error(conn, 408, "request header timeout");
         } else {
+            // Idle, or not reading what it is sent, or closing and its
+            // peer did not take the last answer in time.
             conn.dead = true;
         }
         self.dirty.push(index);
@@ -380,5 +460,20 @@ pub(super) fn arm_deadline(
                 generation: conn.generation,
             },
         );
+    }
+}
+
+/// The send of what `conn` has prepared and not yet sent.
+///
+/// Its buffer is the connection's `sending` buffer, which the connection
+/// only clears or swaps once the send's completion is recorded
+/// (`send_in_flight`), and which its slot keeps while the op is in flight.
+fn send_op(conn: &mut Conn, index: u32) -> Op {
+    let (ptr, len) = conn.unsent();
+    Op::Send {
+        fd: conn.fd,
+        ptr,
+        len,
+        token: Token::new(kind::SEND, conn.generation, index),
     }
 }

@@ -8,6 +8,7 @@ use durin_net::{ws, Conn, Token};
 
 use super::calls::{Delivery, ReplyTarget};
 use super::conns::arm_deadline;
+use super::routing::OBJECT_NAME_BYTES_MAX;
 use super::Shard;
 use crate::mesh::MeshMsg;
 use crate::metrics::{self, ShardMetrics};
@@ -15,12 +16,12 @@ use crate::object;
 use crate::object::websocket::Upgrade;
 use crate::ObjectId;
 
-/// Longest object name, after percent-decoding.
-pub const OBJECT_NAME_BYTES_MAX: usize = 512;
-
 /// The browser client and the demo chat page.
 static CLIENT_JS: &[u8] = include_bytes!("../../static/durin.js");
 static CHAT_HTML: &[u8] = include_bytes!("../../static/chat.html");
+
+/// The interim answer to `Expect: 100-continue`: send the body.
+static CONTINUE_RESPONSE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// Where a request goes.
 enum Target<'a> {
@@ -28,6 +29,11 @@ enum Target<'a> {
     Metrics,
     NotFound,
     BadRequest(&'static str),
+    /// A built-in route asked with a method it does not take: 405 with
+    /// `Allow`.
+    MethodNotAllowed {
+        allow: &'static str,
+    },
     /// `POST /{class}/new`: a new unique ID.
     NewId,
     /// A file served from the binary.
@@ -73,7 +79,8 @@ fn write_handshake_error(conn: &mut Conn, e: ws::handshake::HandshakeError) {
     conn.input.clear();
 }
 
-fn write_text(out: &mut Vec<u8>, status: u16, body: &[u8], keep_alive: bool) {
+/// Appends a plain-text response; returns the length of its body.
+fn write_text(out: &mut Vec<u8>, status: u16, body: &[u8], keep_alive: bool) -> usize {
     let head = ResponseHead {
         status,
         content_type: Some("text/plain; charset=utf-8"),
@@ -81,6 +88,7 @@ fn write_text(out: &mut Vec<u8>, status: u16, body: &[u8], keep_alive: bool) {
         keep_alive,
     };
     write_response(out, &head, body);
+    body.len()
 }
 
 impl Shard {
@@ -92,12 +100,28 @@ impl Shard {
         }
         let input = std::mem::take(&mut conn.input);
         let mut consumed = 0;
-        while !conn.closing && !conn.awaiting_reply && !conn.dead && consumed < input.len() {
+        while !conn.closing
+            && !conn.awaiting_reply
+            && !conn.dead
+            && consumed < input.len()
+            && conn.queued_bytes() < super::conns::OUTPUT_BYTES_HIGH
+        {
             let mut headers = [httparse_empty(); HEADERS_MAX];
             let parsed = parse_request(&input[consumed..], &mut headers, &self.limits);
             let req = match parsed {
                 Ok(Parsed::Complete(req)) => req,
                 Ok(Parsed::Partial) => break,
+                Ok(Parsed::AwaitingBody {
+                    head_len,
+                    expect_continue,
+                }) => {
+                    // Asked once: when the head has arrived and nothing of
+                    // the body yet (a client that did not wait sent some).
+                    if expect_continue && input.len() - consumed == head_len {
+                        conn.output().extend_from_slice(CONTINUE_RESPONSE);
+                    }
+                    break;
+                }
                 Err(e) => {
                     log::debug!("shard {}: bad request: {e}", self.index);
                     metrics::add(&self.metrics.bad_requests_total, 1);
@@ -168,11 +192,18 @@ impl Shard {
                         let mut bytes = self.mesh.buffer();
                         bytes.extend_from_slice(&input[consumed..consumed + len]);
                         let token = Token::new(0, conn.generation, index).0;
+                        // The path's tail the object sees is a suffix of the
+                        // path (all of it for a configured route).
+                        let rest_bytes =
+                            u32::try_from(rest.len()).expect("a path fits the header limit");
                         self.mesh.send(
                             owner,
                             MeshMsg::HttpRequest {
                                 from: self.index,
                                 token,
+                                class,
+                                id,
+                                rest_bytes,
                                 bytes,
                             },
                         );
@@ -181,13 +212,17 @@ impl Shard {
                         conn.close_after_reply = !keep_alive;
                     }
                 }
-                other => self.write_builtin(other, conn.output(), keep_alive),
+                other => self.write_builtin(other, req.method, conn.output(), keep_alive),
             }
             consumed += len;
             if !keep_alive && !conn.awaiting_reply {
                 conn.closing = true;
             }
         }
+        conn.paused_for_output = consumed < input.len()
+            && conn.queued_bytes() >= super::conns::OUTPUT_BYTES_HIGH
+            && !conn.closing
+            && !conn.dead;
         conn.input = input;
         conn.input.drain(..consumed.min(conn.input.len()));
         self.update_deadline(index, conn);
@@ -211,6 +246,12 @@ impl Shard {
         let partial = !conn.input.is_empty() || conn.kind == durin_net::ConnKind::RpcHello;
         if waiting || conn.closing || conn.dead {
             arm_deadline(&mut self.timers, conn, index, 0, false);
+        } else if conn.paused_for_output {
+            // Whole requests wait for the peer to read what it was sent:
+            // it has the idle timeout to make progress, renewed each time
+            // a send completes and serving goes on.
+            let deadline = self.mono_ms + self.server.idle_timeout_ms;
+            arm_deadline(&mut self.timers, conn, index, deadline, false);
         } else if partial {
             if !conn.deadline_is_header || conn.deadline_ms == 0 {
                 let deadline = self.mono_ms + self.server.header_timeout_ms;
@@ -226,6 +267,18 @@ impl Shard {
     /// `/{class}/{name}[/rest]`, where the name may be `id:{32 hex digits}`
     /// to address an object by ID (names starting with `id:` are taken).
     fn target<'a>(&mut self, method: &str, path: &'a str, query: Option<&str>) -> Target<'a> {
+        let target = self.route(method, path, query);
+        let builtin = matches!(
+            target,
+            Target::Healthz | Target::Metrics | Target::Static { .. }
+        );
+        if builtin && !matches!(method, "GET" | "HEAD") {
+            return Target::MethodNotAllowed { allow: "GET, HEAD" };
+        }
+        target
+    }
+
+    fn route<'a>(&mut self, method: &str, path: &'a str, query: Option<&str>) -> Target<'a> {
         match path {
             "/healthz" => return Target::Healthz,
             "/metrics" => return Target::Metrics,
@@ -293,13 +346,37 @@ impl Shard {
         Target::Object { class, id, rest }
     }
 
-    fn write_builtin(&mut self, target: Target<'_>, out: &mut Vec<u8>, keep_alive: bool) {
-        match target {
+    /// Writes a built-in route's response; the answer to `HEAD` is the
+    /// head of the answer to `GET`.
+    fn write_builtin(
+        &mut self,
+        target: Target<'_>,
+        method: &str,
+        out: &mut Vec<u8>,
+        keep_alive: bool,
+    ) {
+        let start = out.len();
+        let body_bytes = self.write_builtin_response(target, out, keep_alive);
+        if method == "HEAD" {
+            debug_assert!(out.len() - start >= body_bytes);
+            out.truncate(out.len() - body_bytes);
+        }
+    }
+
+    /// Returns the length of the body it wrote (it ends the output).
+    fn write_builtin_response(
+        &mut self,
+        target: Target<'_>,
+        out: &mut Vec<u8>,
+        keep_alive: bool,
+    ) -> usize {
+        let before = out.len();
+        let body_bytes = match target {
             Target::Healthz => write_text(out, 200, b"ok", keep_alive),
             Target::Metrics => {
                 let mut text = String::new();
                 ShardMetrics::render(&self.all_metrics, &mut text);
-                write_text(out, 200, text.as_bytes(), keep_alive);
+                write_text(out, 200, text.as_bytes(), keep_alive)
             }
             Target::NotFound => write_text(out, 404, b"Not found", keep_alive),
             Target::NewId => {
@@ -311,10 +388,23 @@ impl Shard {
                     keep_alive,
                 };
                 write_response(out, &head, body.as_bytes());
+                body.len()
             }
             Target::BadRequest(why) => {
                 metrics::add(&self.metrics.bad_requests_total, 1);
-                write_text(out, 400, why.as_bytes(), keep_alive);
+                write_text(out, 400, why.as_bytes(), keep_alive)
+            }
+            Target::MethodNotAllowed { allow } => {
+                let body = b"Method not allowed";
+                let allow_line = format!("Allow: {allow}\r\n");
+                let head = ResponseHead {
+                    status: 405,
+                    content_type: Some("text/plain; charset=utf-8"),
+                    header_lines: allow_line.as_bytes(),
+                    keep_alive,
+                };
+                write_response(out, &head, body);
+                body.len()
             }
             Target::Static { body, content_type } => {
                 let head = ResponseHead {
@@ -324,9 +414,12 @@ impl Shard {
                     keep_alive,
                 };
                 write_response(out, &head, body);
+                body.len()
             }
             Target::Object { .. } => unreachable!("objects are served by run_object"),
-        }
+        };
+        debug_assert!(out.len() - before >= body_bytes);
+        body_bytes
     }
 
     /// Runs the object's handler into `self.res`; returns the sequence
@@ -382,48 +475,49 @@ impl Shard {
         write_response(out, &head, &self.res.body);
     }
 
-    /// Serves a request another shard forwarded: this shard owns its object.
-    pub(super) fn serve_forwarded(&mut self, from: u32, token: u64, bytes: Vec<u8>) {
+    /// Serves a request another shard forwarded and routed: this shard
+    /// owns its object. The request is parsed again for its headers and
+    /// body (the origin parsed this exact, complete request), not routed
+    /// again.
+    pub(super) fn serve_forwarded(
+        &mut self,
+        from: u32,
+        token: u64,
+        (class, id, rest_bytes): (u16, ObjectId, u32),
+        bytes: Vec<u8>,
+    ) {
         metrics::add(&self.metrics.requests_received_from_peers_total, 1);
+        debug_assert_eq!(
+            self.store.layout().shard_of(&id.0, self.shards),
+            self.index,
+            "requests are forwarded to the owner of their object"
+        );
         let mut reply = self.mesh.buffer();
-        let mut gate = None;
-        let mut deferred = false;
         let mut headers = [httparse_empty(); HEADERS_MAX];
-        match parse_request(&bytes, &mut headers, &self.limits) {
-            Ok(Parsed::Complete(req)) => match self.target(req.method, req.path, req.query) {
-                Target::Object { class, id, rest } => {
-                    assert_eq!(
-                        self.store.layout().shard_of(&id.0, self.shards),
-                        self.index,
-                        "requests are forwarded to the owner of their object"
-                    );
-                    let obj_req = object::Request {
-                        method: req.method,
-                        path: rest,
-                        query: req.query,
-                        headers: req.headers,
-                        body: req.body,
-                    };
-                    let target = ReplyTarget::HttpRemote {
-                        from,
-                        token,
-                        keep_alive: req.keep_alive,
-                    };
-                    (gate, deferred) = self.run_object(class, id, &obj_req, target);
-                    if !deferred {
-                        self.write_object_response(&mut reply, req.keep_alive);
-                    }
-                }
-                other => self.write_builtin(other, &mut reply, req.keep_alive),
-            },
-            // The origin parsed this exact request before forwarding it.
-            _ => unreachable!("a forwarded request is a complete, valid request"),
-        }
-        self.mesh.recycle(bytes);
+        let Ok(Parsed::Complete(req)) = parse_request(&bytes, &mut headers, &self.limits) else {
+            unreachable!("a forwarded request is a complete, valid request");
+        };
+        let rest = &req.path[req.path.len() - rest_bytes as usize..];
+        let obj_req = object::Request {
+            method: req.method,
+            path: rest,
+            query: req.query,
+            headers: req.headers,
+            body: req.body,
+        };
+        let target = ReplyTarget::HttpRemote {
+            from,
+            token,
+            keep_alive: req.keep_alive,
+        };
+        let (gate, deferred) = self.run_object(class, id, &obj_req, target);
         if deferred {
+            self.mesh.recycle(bytes);
             self.mesh.recycle(reply);
             return;
         }
+        self.write_object_response(&mut reply, req.keep_alive);
+        self.mesh.recycle(bytes);
         let msg = MeshMsg::HttpReply {
             token,
             bytes: reply,

@@ -28,6 +28,26 @@
 //! The loop blocks in `io_uring_enter` until a completion, the next timer,
 //! or a wake-up through the shard's eventfd (from a peer shard or the
 //! applier) ends the wait.
+//!
+//! # One turn of the loop ([`Shard::run_loop`])
+//!
+//! 1. Read the clock (monotonic for timers, wall for objects).
+//! 2. Handle every completion the ring has: accepts, receives (HTTP, RPC
+//!    and WebSocket input is parsed and served here), sends, the log's
+//!    writes and syncs (a durable group releases the output it held).
+//! 3. Drain the mesh: requests other shards forwarded, replies to ours,
+//!    calls between objects, connections handed over; then the work this
+//!    shard queued for its own objects.
+//! 4. Take the applier's answers (applied groups leave the overlay).
+//! 5. Fire due timers: connection deadlines, the idle-object sweep, alarms,
+//!    overdue calls, accepts paused for want of descriptors.
+//! 6. Close the turn's writes into a group and submit its log record.
+//! 7. Service every connection touched this turn: write the sendable
+//!    output, close or re-arm it ([`conns`]).
+//! 8. Wake the peers this turn sent to, publish metrics, and wait.
+//!
+//! Every operation for the kernel is an [`io::Op`], submitted in one place
+//! ([`io`]); the parts decide what to do and return what happened.
 
 /// What an event runs with, borrowed field by field so that the object
 /// table can be borrowed beside it.
@@ -48,7 +68,9 @@ mod alarms;
 mod calls;
 mod conns;
 mod http;
+mod io;
 pub mod objects;
+mod routing;
 mod rpc;
 mod stop;
 mod websocket;
@@ -62,7 +84,6 @@ use durin_net::http::Limits;
 use durin_net::ring::Completion;
 use durin_net::Ring;
 use durin_storage::{Layout, Seq, ShardStore, StoreOptions, WalProgress, WalWrite};
-use io_uring::{opcode, types};
 
 use crate::config::ServerConfig;
 use crate::mesh::{Mesh, MeshMsg, ShardWaker};
@@ -133,6 +154,10 @@ enum Timer {
     },
     /// Time to fail the calls whose replies are overdue.
     CallSweep,
+    /// Time to accept again on a listener paused for want of descriptors.
+    AcceptResume {
+        listener: u32,
+    },
 }
 
 /// What the shard needs to speak binary RPC.
@@ -204,6 +229,12 @@ pub struct Shard {
     /// The eventfd read's target; boxed so its address is stable.
     wake_buf: Box<u64>,
     accept_armed: Vec<bool>,
+    /// Accepting is paused on these listeners until their resume timer.
+    accept_paused: Vec<bool>,
+    /// The pause after the next failed accept for want of descriptors;
+    /// doubles while accepts keep failing, back to the minimum once one
+    /// succeeds (the end of the episode, which was logged once).
+    accept_backoff_ms: u64,
     /// Alarms due before this (wall clock, ms) are in the timer wheel.
     alarms_scanned_until_ms: u64,
     started: Instant,
@@ -242,9 +273,32 @@ pub fn run(setup: ShardSetup, ready: impl FnOnce(Result<(), String>)) {
         // objects; durin stops rather than serve part of the key space or
         // acknowledge writes it could not persist.
         eprintln!("durin: shard {} stopped: {e}", shard.index);
-        std::process::exit(70);
+        std::process::exit(crate::server::EXIT_SHARD_STOPPED);
     }
     log::info!("shard {} stopped", shard.index);
+}
+
+/// Why the loop stopped, for the one line printed before the process
+/// exits. The log's completions carry the store's error inside an
+/// `io::Error`.
+fn describe_loop_failure(e: &std::io::Error) -> String {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<durin_storage::Error>())
+    {
+        Some(storage) => describe_storage_failure(storage),
+        None => format!("ring: {e}"),
+    }
+}
+
+/// A full disk is said plainly: it is the one storage failure an operator
+/// fixes without looking further.
+fn describe_storage_failure(e: &durin_storage::Error) -> String {
+    if e.is_disk_full() {
+        format!("storage: the disk is full: {e}")
+    } else {
+        format!("storage: {e}")
+    }
 }
 
 fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
@@ -321,6 +375,8 @@ impl Shard {
             rpc_out: Vec::new(),
             rpc_reply: Vec::new(),
             accept_armed: vec![false; setup.listeners.len()],
+            accept_paused: vec![false; setup.listeners.len()],
+            accept_backoff_ms: conns::ACCEPT_BACKOFF_MS_MIN,
             listeners: setup.listeners,
             conns: conns::ConnTable::new(setup.server.connections_max_per_shard),
             store,
@@ -373,22 +429,23 @@ impl Shard {
     /// Arms a multishot accept on listener `listener` (0: HTTP, 1: the
     /// shared RPC port, 2: this shard's RPC port).
     fn arm_accept(&mut self, listener: u32) -> std::io::Result<()> {
-        let entry =
-            opcode::AcceptMulti::new(types::Fd(self.listeners[listener as usize].as_raw_fd()))
-                .flags(libc::SOCK_CLOEXEC)
-                .build()
-                .user_data(durin_net::Token::new(kind::ACCEPT, 0, listener).0);
+        let fd = self.listeners[listener as usize].as_raw_fd();
         self.accept_armed[listener as usize] = true;
-        self.ring.push(entry)
+        // SAFETY: an accept points at no buffer.
+        unsafe { self.submit(io::Op::Accept { fd, listener }) }
     }
 
     fn arm_wake(&mut self) -> std::io::Result<()> {
         let fd = self.waker.eventfd().raw();
         let buf: *mut u64 = &mut *self.wake_buf;
-        let entry = opcode::Read::new(types::Fd(fd), buf.cast::<u8>(), 8)
-            .build()
-            .user_data(durin_net::Token::new(kind::WAKE, 0, 0).0);
-        self.ring.push(entry)
+        // SAFETY: `wake_buf` is boxed, so its address is stable, and it
+        // lives as long as the shard; only this read writes it.
+        unsafe {
+            self.submit(io::Op::ReadWake {
+                fd,
+                buf: buf.cast::<u8>(),
+            })
+        }
     }
 
     fn tick_clock(&mut self) {
@@ -404,13 +461,13 @@ impl Shard {
             self.ring.drain_completions(&mut completions);
             for completion in completions.drain(..) {
                 self.on_completion(completion)
-                    .map_err(|e| format!("ring: {e}"))?;
+                    .map_err(|e| describe_loop_failure(&e))?;
             }
             self.completions = completions;
             self.drain_mesh();
             self.store
                 .poll_applier()
-                .map_err(|e| format!("storage: {e}"))?;
+                .map_err(|e| describe_storage_failure(&e))?;
             self.fire_timers();
             if let Some(write) = self.store.flush() {
                 self.submit_wal(write).map_err(|e| format!("ring: {e}"))?;
@@ -501,9 +558,14 @@ impl Shard {
         self.mesh.drain_into(&mut inbound);
         for msg in inbound.drain(..) {
             match msg {
-                MeshMsg::HttpRequest { from, token, bytes } => {
-                    self.serve_forwarded(from, token, bytes)
-                }
+                MeshMsg::HttpRequest {
+                    from,
+                    token,
+                    class,
+                    id,
+                    rest_bytes,
+                    bytes,
+                } => self.serve_forwarded(from, token, (class, id, rest_bytes), bytes),
                 MeshMsg::HttpReply { token, bytes } => self.on_reply(token, bytes),
                 MeshMsg::RpcRequest { from, token, bytes } => {
                     self.serve_forwarded_rpc(from, token, bytes)
@@ -536,19 +598,16 @@ impl Shard {
     /// carry the group's sequence number (its low 32 bits), since several
     /// groups may be in flight.
     fn submit_wal(&mut self, write: WalWrite) -> std::io::Result<()> {
-        let fd = types::Fd(write.fd);
-        let group = write.seq as u32;
-        let entry = opcode::Write::new(fd, write.ptr, write.len)
-            .offset(write.offset)
-            .build()
-            .flags(io_uring::squeue::Flags::IO_LINK)
-            .user_data(durin_net::Token::new(kind::WAL_WRITE, 0, group).0);
-        self.ring.push(entry)?;
-        let sync = opcode::Fsync::new(fd)
-            .flags(types::FsyncFlags::DATASYNC)
-            .build()
-            .user_data(durin_net::Token::new(kind::WAL_SYNC, 0, group).0);
-        self.ring.push(sync)
+        let op = io::Op::LogWrite {
+            fd: write.fd,
+            ptr: write.ptr,
+            len: write.len,
+            offset: write.offset,
+            group: write.seq as u32,
+        };
+        // SAFETY: the store keeps a group's record buffer, and its segment
+        // open, until it is told of the write's and the sync's completions.
+        unsafe { self.submit(op) }
     }
 
     /// A group became durable: releases the output that waited for it.
@@ -574,6 +633,11 @@ impl Shard {
                             .sweep(&self.registry, self.wall_ms, durable, &self.sockets);
                     metrics::add(&self.metrics.objects_evicted_total, swept.evicted);
                     metrics::add(&self.metrics.objects_hibernated_total, swept.hibernated);
+                    // fjall's figures are sums over its structures: read
+                    // them at the sweep's pace, not every loop turn.
+                    let memory = self.store.memory();
+                    metrics::set(&self.metrics.storage_memtable_bytes, memory.memtable_bytes);
+                    metrics::set(&self.metrics.storage_cache_bytes, memory.cache_bytes);
                     self.timers
                         .insert(self.mono_ms + SWEEP_INTERVAL_MS, Timer::Sweep);
                 }
@@ -586,6 +650,7 @@ impl Shard {
                     );
                 }
                 Timer::Alarm { id, at_ms } => self.fire_alarm(id, at_ms),
+                Timer::AcceptResume { listener } => self.resume_accept(listener),
                 Timer::CallSweep => {
                     self.sweep_calls();
                     let interval = calls::CALL_SWEEP_INTERVAL_MS.min(self.server.call_timeout_ms);
@@ -613,6 +678,7 @@ impl Shard {
         metrics::set(&m.storage_log_bytes_total, stats.log_bytes_total);
         metrics::set(&m.sql_connections_open, self.objects.sql_open() as u64);
         metrics::set(&m.objects_live, self.objects.len() as u64);
+        metrics::set(&m.objects_capacity, self.objects.capacity() as u64);
         metrics::set(&m.connections_open, self.conns.open() as u64);
         metrics::set(&m.websockets_open, self.sockets.len() as u64);
     }

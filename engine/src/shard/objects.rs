@@ -20,8 +20,16 @@ use crate::ObjectId;
 /// Slots checked per eviction sweep, so that a sweep's cost is bounded
 /// whatever the number of objects.
 pub const SWEEP_SLOTS_MAX: usize = 4096;
+/// Below this many slots of capacity the table is never shrunk: small
+/// tables cost little and would only be regrown.
+const SHRINK_SLOTS_MIN: usize = 1024;
+/// The most live objects a shrink moves (the slot vector's copy and the
+/// index's rehash are proportional to them), so that one sweep's shrink
+/// takes at most a few milliseconds. A table with more live objects keeps
+/// its capacity, which is then at most four times what they need.
+const SHRINK_LIVE_MAX: usize = 128 * 1024;
 /// Open SQL connections per shard by default; past it the connections of
-/// other objects close, oldest in the clock's order first.
+/// other objects close, in the clock's order.
 pub const SQL_CONNECTIONS_MAX_DEFAULT: usize = 8192;
 
 struct Slot {
@@ -68,10 +76,13 @@ pub struct Outcome<R> {
     pub alarm_set: Option<u64>,
 }
 
-/// The shard's object table.
+/// The shard's object table: the objects in memory, packed at the front
+/// of one vector (a removal moves the last object into the hole), and
+/// their positions by ID. Both shrink once most objects have left (see
+/// [`Objects::shrink_if_sparse`]): a million objects touched once must
+/// not hold their table's memory after they were all evicted.
 pub struct Objects {
-    slots: Vec<Option<Slot>>,
-    free: Vec<u32>,
+    slots: Vec<Slot>,
     index: IdMap<u32>,
     sweep_cursor: usize,
     /// Open SQL connections, and the most there may be.
@@ -92,7 +103,6 @@ impl Objects {
         assert!(sql_open_max >= 1, "at least one SQL connection per shard");
         Objects {
             slots: Vec::new(),
-            free: Vec::new(),
             index: IdMap::default(),
             sweep_cursor: 0,
             sql_open: 0,
@@ -193,9 +203,7 @@ impl Objects {
                 (self.insert(slot), true)
             }
         };
-        let slot = self.slots[index as usize]
-            .as_mut()
-            .expect("indexed slots are occupied");
+        let slot = &mut self.slots[index as usize];
         debug_assert_eq!(slot.class, class, "an ID belongs to one class");
         slot.last_used_ms = now_ms;
         let had_sql = slot.sql.is_some();
@@ -252,10 +260,7 @@ impl Objects {
             Err(None) => {
                 drop(ctx);
                 self.fail_event(store, savepoint, effects, index, had_sql);
-                let slot = self.slots[index as usize]
-                    .as_ref()
-                    .expect("indexed slots are occupied");
-                let gate = gate_for(slot.last_write_seq, store);
+                let gate = gate_for(self.slots[index as usize].last_write_seq, store);
                 self.remove(index);
                 return Outcome {
                     result: None,
@@ -305,10 +310,7 @@ impl Objects {
         index: u32,
         had_sql: bool,
     ) {
-        let slot = self.slots[index as usize]
-            .as_mut()
-            .expect("indexed slots are occupied");
-        if let Some(db) = slot.sql.take() {
+        if let Some(db) = self.slots[index as usize].sql.take() {
             sql::close(db, store);
         }
         store.rollback_to(savepoint);
@@ -319,12 +321,10 @@ impl Objects {
         }
     }
 
-    /// Counts a connection the event at `index` opened, and closes others
-    /// past the shard's cap.
+    /// Counts a connection the event at `index` opened or closed, and
+    /// closes others past the shard's cap.
     fn account_sql(&mut self, had_sql: bool, index: u32) {
-        let has_sql = self.slots[index as usize]
-            .as_ref()
-            .is_some_and(|s| s.sql.is_some());
+        let has_sql = self.slots[index as usize].sql.is_some();
         match (had_sql, has_sql) {
             (false, true) => self.sql_open += 1,
             (true, false) => self.sql_open -= 1,
@@ -338,12 +338,10 @@ impl Objects {
             if self.sql_cursor == index as usize {
                 continue;
             }
-            if let Some(slot) = self.slots[self.sql_cursor].as_mut() {
-                // Between events no SQL transaction is open: closing
-                // touches no storage.
-                if slot.sql.take().is_some() {
-                    self.sql_open -= 1;
-                }
+            // Between events no SQL transaction is open: closing touches
+            // no storage.
+            if self.slots[self.sql_cursor].sql.take().is_some() {
+                self.sql_open -= 1;
             }
         }
     }
@@ -353,37 +351,62 @@ impl Objects {
     /// is left alone.
     pub fn wait_more(&mut self, id: &ObjectId, delta: i32) {
         if let Some(&index) = self.index.get(id) {
-            let slot = self.slots[index as usize]
-                .as_mut()
-                .expect("indexed slots are occupied");
+            let slot = &mut self.slots[index as usize];
             slot.waiting = slot.waiting.saturating_add_signed(delta);
         }
     }
 
     fn insert(&mut self, slot: Slot) -> u32 {
-        let id = slot.id;
-        let index = match self.free.pop() {
-            Some(i) => {
-                self.slots[i as usize] = Some(slot);
-                i
-            }
-            None => {
-                self.slots.push(Some(slot));
-                (self.slots.len() - 1) as u32
-            }
-        };
-        self.index.insert(id, index);
+        let index = u32::try_from(self.slots.len()).expect("fewer than 2^32 objects per shard");
+        let previous = self.index.insert(slot.id, index);
+        assert!(previous.is_none(), "an object is in memory once");
+        self.slots.push(slot);
         index
     }
 
+    /// Drops the object at `index`; the last object moves into its place.
     fn remove(&mut self, index: u32) {
-        if let Some(slot) = self.slots[index as usize].take() {
-            if slot.sql.is_some() {
-                self.sql_open -= 1;
-            }
-            self.index.remove(&slot.id);
-            self.free.push(index);
+        let removed = self.slots.swap_remove(index as usize);
+        if removed.sql.is_some() {
+            self.sql_open -= 1;
         }
+        let found = self.index.remove(&removed.id);
+        assert_eq!(found, Some(index), "the index knows where each object is");
+        if let Some(moved) = self.slots.get(index as usize) {
+            let position = self
+                .index
+                .get_mut(&moved.id)
+                .expect("every object in the table is indexed");
+            *position = index;
+        }
+        debug_assert_eq!(self.slots.len(), self.index.len());
+    }
+
+    /// Gives memory back once at most a quarter of the table's capacity is
+    /// in use: the slots and the index shrink to twice the live objects
+    /// (so that a table which refills does not regrow at once). Called
+    /// after each sweep; the work is proportional to the live objects and
+    /// bounded by [`SHRINK_LIVE_MAX`], and each shrink at least halves the
+    /// capacity that was grown for objects since evicted, so over time it
+    /// costs no more than the growth did.
+    pub fn shrink_if_sparse(&mut self) -> bool {
+        let live = self.slots.len();
+        let target = (live * 2).max(SHRINK_SLOTS_MIN);
+        let sparse = |capacity: usize| capacity > SHRINK_SLOTS_MIN && live * 4 <= capacity;
+        if live > SHRINK_LIVE_MAX
+            || !(sparse(self.slots.capacity()) || sparse(self.index.capacity()))
+        {
+            return false;
+        }
+        self.slots.shrink_to(target);
+        self.index.shrink_to(target);
+        true
+    }
+
+    /// Slots the table holds memory for (live or not): what shrinking
+    /// bounds.
+    pub fn capacity(&self) -> usize {
+        self.slots.capacity().max(self.index.capacity())
     }
 
     /// Evicts objects idle for longer than their class's idle timeout,
@@ -400,13 +423,12 @@ impl Objects {
         sockets: &Sockets,
     ) -> Swept {
         let mut swept = Swept::default();
-        let n = self.slots.len();
-        for _ in 0..n.min(SWEEP_SLOTS_MAX) {
-            self.sweep_cursor = (self.sweep_cursor + 1) % n;
+        for _ in 0..self.slots.len().min(SWEEP_SLOTS_MAX) {
+            if self.sweep_cursor >= self.slots.len() {
+                self.sweep_cursor = 0;
+            }
             let index = self.sweep_cursor;
-            let Some(s) = self.slots[index].as_ref() else {
-                continue;
-            };
+            let s = &self.slots[index];
             let common = &registry.get(s.class).common;
             let settled = s.waiting == 0
                 && s.last_write_seq <= durable_seq
@@ -418,23 +440,30 @@ impl Objects {
             } else {
                 idle_ms >= common.idle_timeout_ms
             };
-            if settled && leaves {
-                self.remove(index as u32);
-                if hibernates {
-                    swept.hibernated += 1;
-                } else {
-                    swept.evicted += 1;
-                }
-            } else if settled && idle_ms >= common.sql.idle_close_ms {
-                // Between events no SQL transaction is open: closing
-                // touches no storage. The next SQL call reopens it.
-                if let Some(slot) = self.slots[index].as_mut() {
-                    if slot.sql.take().is_some() {
+            if !(settled && leaves) {
+                if settled && idle_ms >= common.sql.idle_close_ms {
+                    // Between events no SQL transaction is open: closing
+                    // touches no storage. The next SQL call reopens it.
+                    if self.slots[index].sql.take().is_some() {
                         self.sql_open -= 1;
                     }
                 }
+                self.sweep_cursor += 1;
+                continue;
+            }
+            // The last object moves into this slot: the cursor stays, and
+            // it is looked at next.
+            self.remove(index as u32);
+            if hibernates {
+                swept.hibernated += 1;
+            } else {
+                swept.evicted += 1;
+            }
+            if self.slots.is_empty() {
+                break;
             }
         }
+        swept.shrunk = self.shrink_if_sparse();
         swept
     }
 }
@@ -445,8 +474,87 @@ pub(crate) struct Swept {
     pub evicted: u64,
     /// Objects whose only activity was open WebSockets.
     pub hibernated: u64,
+    /// Whether the table gave memory back.
+    pub shrunk: bool,
 }
 
 fn gate_for(last_write_seq: Seq, store: &ShardStore) -> Option<Seq> {
     (last_write_seq > store.durable_seq()).then_some(last_write_seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::{Request, Response};
+
+    struct Idle;
+
+    impl DurableObject for Idle {
+        fn fetch(&mut self, _req: &Request<'_>, _res: &mut Response, _ctx: &mut Context<'_>) {}
+    }
+
+    fn slot(n: u32) -> Slot {
+        let mut id = [0u8; 16];
+        id[..4].copy_from_slice(&n.to_le_bytes());
+        Slot {
+            id: ObjectId(id),
+            class: 0,
+            object: Box::new(Idle),
+            last_used_ms: 0,
+            last_write_seq: 0,
+            last_unconfirmed_seq: 0,
+            stored_bytes: None,
+            last_len: None,
+            waiting: 0,
+            sql: None,
+        }
+    }
+
+    /// Every object still reachable by its ID at the position the index
+    /// gives.
+    fn assert_indexed(objects: &Objects) {
+        assert_eq!(objects.slots.len(), objects.index.len());
+        for (position, slot) in objects.slots.iter().enumerate() {
+            assert_eq!(objects.index.get(&slot.id), Some(&(position as u32)));
+        }
+    }
+
+    #[test]
+    fn removing_objects_keeps_every_other_one_reachable() {
+        let mut objects = Objects::default();
+        for n in 0..100 {
+            objects.insert(slot(n));
+        }
+        for index in [0, 50, 97, 3, 3, 0] {
+            objects.remove(index);
+            assert_indexed(&objects);
+        }
+        assert_eq!(objects.len(), 94);
+    }
+
+    #[test]
+    fn the_table_gives_memory_back_once_most_objects_left() {
+        let mut objects = Objects::default();
+        for n in 0..100_000 {
+            objects.insert(slot(n));
+        }
+        let grown = objects.capacity();
+        assert!(grown >= 100_000);
+        assert!(!objects.shrink_if_sparse(), "a full table keeps its memory");
+        while objects.len() > 1_000 {
+            objects.remove(0);
+        }
+        assert!(objects.shrink_if_sparse());
+        assert_indexed(&objects);
+        assert!(
+            objects.capacity() <= 4 * 1_000,
+            "{} slots held for 1,000 objects",
+            objects.capacity()
+        );
+        while !objects.is_empty() {
+            objects.remove(0);
+        }
+        objects.shrink_if_sparse();
+        assert!(objects.capacity() <= 2 * SHRINK_SLOTS_MIN);
+    }
 }

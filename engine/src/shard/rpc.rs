@@ -12,34 +12,31 @@
 use durin_net::{Conn, ConnKind, Token};
 use durin_proto::rpc::{
     self, decode_client_hello, decode_request, encode_response, encode_server_hello, status,
-    Decoded, ObjectRef, ProtoError, RequestHeader, ResponseHeader, ServerHello,
+    Decoded, ProtoError, RequestHeader, ResponseHeader, ServerHello,
 };
 
 use super::calls::{Delivery, ReplyTarget};
+use super::routing::Route;
 use super::Shard;
 use crate::mesh::MeshMsg;
 use crate::metrics;
 use crate::object::RpcError;
-use crate::shard::http::OBJECT_NAME_BYTES_MAX;
 use crate::ObjectId;
 
 /// Requests of one connection that may wait on other shards at once; past
 /// it the connection reads nothing more until replies come back.
 pub const RPC_IN_FLIGHT_MAX: u32 = 1024;
 
-/// Where an RPC request goes.
-enum Route {
-    Local { class: u16, id: ObjectId },
-    Remote { owner: u32 },
-    Error { status: u16, message: String },
-}
-
 impl Shard {
     /// Handshake, then every complete frame in the connection's input.
     pub(super) fn process_rpc(&mut self, index: u32, conn: &mut Conn) {
         let input = std::mem::take(&mut conn.input);
         let mut consumed = 0;
-        while !conn.closing && !conn.dead && consumed < input.len() {
+        while !conn.closing
+            && !conn.dead
+            && consumed < input.len()
+            && conn.queued_bytes() < super::conns::OUTPUT_BYTES_HIGH
+        {
             if conn.kind == ConnKind::RpcHello {
                 match decode_client_hello(&input[consumed..]) {
                     Ok(None) => break,
@@ -71,15 +68,17 @@ impl Shard {
                 Err(e) => {
                     metrics::add(&self.metrics.bad_requests_total, 1);
                     log::debug!("shard {}: bad rpc frame: {e}", self.index);
-                    if let ProtoError::FrameTooLarge { .. } = e {
-                        // Say why before closing: the client can act on it.
-                        let header = ResponseHeader {
-                            request_id: 0,
-                            status: status::FRAME_TOO_LARGE,
-                            message: e.to_string(),
-                        };
-                        encode_response(conn.output(), &header, b"");
-                    }
+                    // Say why before closing: the client can act on it.
+                    let status = match e {
+                        ProtoError::FrameTooLarge { .. } => status::FRAME_TOO_LARGE,
+                        _ => status::MALFORMED,
+                    };
+                    let header = ResponseHeader {
+                        request_id: 0,
+                        status,
+                        message: e.to_string(),
+                    };
+                    encode_response(conn.output(), &header, b"");
                     // A frame that cannot be read leaves the stream out of
                     // step: nothing after it can be trusted.
                     conn.closing = true;
@@ -87,6 +86,10 @@ impl Shard {
                 }
             }
         }
+        conn.paused_for_output = consumed < input.len()
+            && conn.queued_bytes() >= super::conns::OUTPUT_BYTES_HIGH
+            && !conn.closing
+            && !conn.dead;
         conn.input = input;
         conn.input.drain(..consumed.min(conn.input.len()));
         self.update_deadline(index, conn);
@@ -115,31 +118,6 @@ impl Shard {
             conn.kind = ConnKind::Rpc;
         } else {
             conn.closing = true;
-        }
-    }
-
-    fn route_rpc(&self, header: &RequestHeader) -> Route {
-        let Some((class, _)) = self.registry.find(&header.class) else {
-            return Route::Error {
-                status: status::UNKNOWN_CLASS,
-                message: format!("no class `{}`", header.class),
-            };
-        };
-        let id = match &header.object {
-            ObjectRef::Name(name) if name.len() > OBJECT_NAME_BYTES_MAX => {
-                return Route::Error {
-                    status: status::BAD_OBJECT,
-                    message: format!("object name longer than {OBJECT_NAME_BYTES_MAX} bytes"),
-                }
-            }
-            ObjectRef::Name(name) => ObjectId::from_name(&header.class, name),
-            ObjectRef::Id(bytes) => ObjectId(*bytes),
-        };
-        let owner = self.store.layout().shard_of(&id.0, self.shards);
-        if owner == self.index {
-            Route::Local { class, id }
-        } else {
-            Route::Remote { owner }
         }
     }
 

@@ -22,8 +22,9 @@ use durin_net::ring::Completion;
 use durin_net::ws::{self, close_code, Control, Data, Event, OpCode, WsConn};
 use durin_net::{Conn, ConnKind, Token};
 use durin_storage::Seq;
-use io_uring::{cqueue, opcode, types};
+use io_uring::cqueue;
 
+use super::io::Op;
 use super::{kind, Shard};
 use crate::metrics;
 use crate::object::websocket::{Outgoing, WsSend};
@@ -68,19 +69,28 @@ impl Shard {
         let Some(conn) = self.conns.by_index(index) else {
             return Ok(());
         };
-        let token = Token::new(kind::WS_RECV, conn.generation, index).0;
-        let entry = if has_ring {
-            opcode::RecvMulti::new(types::Fd(conn.fd), RECV_GROUP)
-                .build()
-                .user_data(token)
+        let token = Token::new(kind::WS_RECV, conn.generation, index);
+        let fd = conn.fd;
+        let op = if has_ring {
+            Op::RecvMulti {
+                fd,
+                group: RECV_GROUP,
+                token,
+            }
         } else {
             let (ptr, len) = conn.recv_space();
-            opcode::Recv::new(types::Fd(conn.fd), ptr, len)
-                .build()
-                .user_data(token)
+            Op::Recv {
+                fd,
+                ptr,
+                len,
+                token,
+            }
         };
         conn.recv_in_flight = true;
-        self.ring.push(entry)
+        // SAFETY: the ring's buffers live as long as the shard; a plain
+        // receive writes into the connection's input, which is not touched
+        // until its completion (`recv_in_flight`).
+        unsafe { self.submit(op) }
     }
 
     pub(super) fn on_ws_recv(&mut self, c: Completion) -> std::io::Result<()> {
@@ -163,9 +173,13 @@ impl Shard {
             match event {
                 Event::Fragment | Event::Pong => {}
                 Event::Ping(range) => {
+                    // Answered when the connection is serviced at the end
+                    // of the turn, and only the latest ping.
                     let payload = &data[frame.start + range.start..frame.start + range.end];
                     if !ws.close_sent {
-                        ws::write_frame(conn.output(), OpCode::Control(Control::Pong), payload);
+                        let pong = ws.pending_pong.get_or_insert_with(Vec::new);
+                        pong.clear();
+                        pong.extend_from_slice(payload);
                     }
                 }
                 Event::Close { code, reason } => {
@@ -209,13 +223,22 @@ impl Shard {
         };
         let (class, id) = (entry.class, entry.object);
         if text {
-            if let Some(response) = self.sockets.auto_response(&id, bytes) {
-                let (conn_index, conn_generation) = (entry.conn_index, entry.conn_generation);
-                if let Some(conn) = self.conns.get_mut(conn_index, conn_generation) {
-                    ws::write_frame(conn.output(), OpCode::Data(Data::Text), response);
-                    self.dirty.push(conn_index);
+            let (conn_index, conn_generation) = (entry.conn_index, entry.conn_generation);
+            if let Some(len) = self.sockets.auto_response(&id, bytes).map(<[u8]>::len) {
+                // Each auto-response is written on the peer's behalf: it
+                // counts against the send queue like any message, so a peer
+                // that asks without reading is closed, not buffered for.
+                if self.fits_send_queue(conn_index, conn_generation, len) {
+                    let response = self
+                        .sockets
+                        .auto_response(&id, bytes)
+                        .expect("matched just above");
+                    if let Some(conn) = self.conns.get_mut(conn_index, conn_generation) {
+                        ws::write_frame(conn.output(), OpCode::Data(Data::Text), response);
+                        self.dirty.push(conn_index);
+                    }
+                    metrics::add(&self.metrics.websocket_auto_responses_total, 1);
                 }
-                metrics::add(&self.metrics.websocket_auto_responses_total, 1);
                 return;
             }
         }
@@ -357,7 +380,6 @@ impl Shard {
 
     fn write_ws(&mut self, send: WsSend, gate: Option<Seq>, payload: &[u8]) {
         let durable = self.store.durable_seq();
-        let queue_max = self.server.websocket_send_queue_bytes_max;
         let Some(entry) = self.sockets.get(send.ws) else {
             return;
         };
@@ -389,24 +411,65 @@ impl Shard {
                 return;
             }
         };
-        if conn.queued_bytes() + payload.len() + 14 > queue_max {
-            metrics::add(&self.metrics.websocket_slow_readers_closed_total, 1);
-            let reason = "send queue over its limit";
-            self.fail_socket(
-                index,
-                generation,
-                close_code::POLICY_VIOLATION,
-                reason,
-                true,
-            );
+        if !self.fits_send_queue(index, generation, payload.len()) {
             return;
         }
+        let Some(conn) = self.conns.get_mut(index, generation) else {
+            return;
+        };
         if let Some(seq) = gate.filter(|&s| s > durable) {
             conn.gate_next(seq);
         }
         ws::write_frame(conn.output(), opcode, payload);
         metrics::add(&self.metrics.websocket_messages_sent_total, 1);
         self.dirty.push(index);
+    }
+
+    /// Whether a frame with `payload_bytes` fits the socket's send queue
+    /// (`websocket_send_queue_bytes_max`). If not, the peer is too slow a
+    /// reader: what is queued for it is dropped and it is closed with 1008.
+    fn fits_send_queue(&mut self, index: u32, generation: u32, payload_bytes: usize) -> bool {
+        let queue_max = self.server.websocket_send_queue_bytes_max;
+        let Some(conn) = self.conns.get_mut(index, generation) else {
+            return false;
+        };
+        if conn.queued_bytes() + payload_bytes + ws::FRAME_HEADER_BYTES_MAX <= queue_max {
+            return true;
+        }
+        metrics::add(&self.metrics.websocket_slow_readers_closed_total, 1);
+        let reason = "send queue over its limit";
+        self.fail_socket(
+            index,
+            generation,
+            close_code::POLICY_VIOLATION,
+            reason,
+            true,
+        );
+        false
+    }
+
+    /// Writes the pong for the latest ping, once no send is in flight: while
+    /// one is (the peer is not reading), newer pings replace the pending
+    /// one instead of queueing a pong each.
+    pub(super) fn write_pending_pong(&mut self, index: u32, generation: u32) {
+        let Some(conn) = self.conns.get_mut(index, generation) else {
+            return;
+        };
+        if conn.send_in_flight {
+            return;
+        }
+        let Some(ws) = conn.ws.as_mut() else {
+            return;
+        };
+        let Some(pong) = ws.pending_pong.take() else {
+            return;
+        };
+        if ws.close_sent || !self.fits_send_queue(index, generation, pong.len()) {
+            return;
+        }
+        if let Some(conn) = self.conns.get_mut(index, generation) {
+            ws::write_frame(conn.output(), OpCode::Control(Control::Pong), &pong);
+        }
     }
 
     /// Turns an HTTP connection whose upgrade its object accepted into a

@@ -108,7 +108,9 @@ impl RpcArgs {
 
 fn check_shard_aware_keys(keys: &KeyDist) -> Result<(), UsageError> {
     match *keys {
-        KeyDist::Uniform { keys } | KeyDist::Zipf { keys, .. } if keys > SHARD_AWARE_KEYS_MAX => {
+        KeyDist::Uniform { keys } | KeyDist::Zipf { keys, .. } | KeyDist::Seq { keys }
+            if keys > SHARD_AWARE_KEYS_MAX =>
+        {
             Err(UsageError(format!(
                 "--shard-aware splits the keys by shard up front, which takes at most \
                  {SHARD_AWARE_KEYS_MAX} keys, not {keys}"

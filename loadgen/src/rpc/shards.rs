@@ -67,7 +67,7 @@ pub fn keys_by_shard(class: &str, dist: &KeyDist, partitions: u32, shards: u32) 
             split[owner(None, &mut name)] = ShardKeys::Hot;
             return split;
         }
-        KeyDist::Uniform { keys } | KeyDist::Zipf { keys, .. } => keys,
+        KeyDist::Uniform { keys } | KeyDist::Zipf { keys, .. } | KeyDist::Seq { keys } => keys,
     };
     assert!(
         keys <= SHARD_AWARE_KEYS_MAX,

@@ -56,7 +56,20 @@ pub enum Parsed<'b, 'h> {
     Complete(Request<'b, 'h>),
     /// More bytes are needed.
     Partial,
+    /// The head is whole and valid, its body still to come. The client
+    /// asked with `Expect: 100-continue` to be told it may send the body
+    /// (`expect_continue`); `head_len` bytes of the buffer are the head.
+    AwaitingBody {
+        head_len: usize,
+        expect_continue: bool,
+    },
 }
+
+/// The methods of RFC 9110 (and PATCH, RFC 5789): the ones a route may
+/// take. Methods are case-sensitive; any other is answered 501.
+pub const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+];
 
 /// A request that cannot be served; each maps to a status, after which the
 /// connection is closed because the stream can no longer be trusted.
@@ -71,6 +84,11 @@ pub enum HttpError {
     BodyTooLarge,
     /// 411: a body without Content-Length (chunked transfer coding).
     LengthRequired,
+    /// 501: a method this server does not know (methods are
+    /// case-sensitive: `get` is not `GET`).
+    NotImplemented,
+    /// 417: an `Expect` other than `100-continue`.
+    ExpectationFailed,
 }
 
 impl HttpError {
@@ -80,6 +98,8 @@ impl HttpError {
             HttpError::HeadersTooLarge => 431,
             HttpError::BodyTooLarge => 413,
             HttpError::LengthRequired => 411,
+            HttpError::NotImplemented => 501,
+            HttpError::ExpectationFailed => 417,
         }
     }
 }
@@ -93,6 +113,8 @@ impl fmt::Display for HttpError {
             HttpError::LengthRequired => {
                 "chunked request bodies are not supported; send Content-Length"
             }
+            HttpError::NotImplemented => "method not implemented",
+            HttpError::ExpectationFailed => "the only expectation supported is 100-continue",
         })
     }
 }
@@ -120,16 +142,24 @@ pub fn parse_request<'b, 'h>(
         return Err(HttpError::HeadersTooLarge);
     }
     let method = req.method.ok_or(HttpError::Malformed)?;
+    if !METHODS.contains(&method) {
+        return Err(HttpError::NotImplemented);
+    }
     let target = req.path.ok_or(HttpError::Malformed)?;
     let minor = req.version.ok_or(HttpError::Malformed)?;
     let headers: &'h [httparse::Header<'b>] = req.headers;
     let framing = Framing::of(headers, minor)?;
+    // Checked before the body is awaited, so that a client waiting for
+    // `100 Continue` gets its 413 at once instead.
     if framing.content_length > limits.body_bytes_max {
         return Err(HttpError::BodyTooLarge);
     }
     let len = head_len + framing.content_length;
     if buf.len() < len {
-        return Ok(Parsed::Partial);
+        return Ok(Parsed::AwaitingBody {
+            head_len,
+            expect_continue: framing.expect_continue,
+        });
     }
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),
@@ -150,6 +180,9 @@ pub fn parse_request<'b, 'h>(
 struct Framing {
     content_length: usize,
     keep_alive: bool,
+    /// `Expect: 100-continue` on an HTTP/1.1 request (HTTP/1.0 clients
+    /// cannot ask it: RFC 9110 10.1.1 has the server ignore it).
+    expect_continue: bool,
 }
 
 impl Framing {
@@ -157,6 +190,7 @@ impl Framing {
         let mut content_length: Option<usize> = None;
         // HTTP/1.1 keeps connections open unless told otherwise; 1.0 closes.
         let mut keep_alive = minor >= 1;
+        let mut expect_continue = false;
         for h in headers {
             if h.name.eq_ignore_ascii_case("content-length") {
                 let n = parse_content_length(h.value)?;
@@ -166,6 +200,11 @@ impl Framing {
                 content_length = Some(n);
             } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
                 return Err(HttpError::LengthRequired);
+            } else if h.name.eq_ignore_ascii_case("expect") && minor >= 1 {
+                if !h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                    return Err(HttpError::ExpectationFailed);
+                }
+                expect_continue = true;
             } else if h.name.eq_ignore_ascii_case("connection") {
                 if has_token(h.value, b"close") {
                     keep_alive = false;
@@ -177,6 +216,7 @@ impl Framing {
         Ok(Framing {
             content_length: content_length.unwrap_or(0),
             keep_alive,
+            expect_continue,
         })
     }
 }
@@ -242,8 +282,49 @@ mod tests {
         let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
         match parse_request(buf, &mut headers, &Limits::default())? {
             Parsed::Complete(r) => Ok(Some((r.path.to_string(), r.len, r.keep_alive))),
-            Parsed::Partial => Ok(None),
+            Parsed::Partial | Parsed::AwaitingBody { .. } => Ok(None),
         }
+    }
+
+    fn awaiting(buf: &[u8]) -> Option<(usize, bool)> {
+        let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
+        match parse_request(buf, &mut headers, &Limits::default()) {
+            Ok(Parsed::AwaitingBody {
+                head_len,
+                expect_continue,
+            }) => Some((head_len, expect_continue)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn methods_are_case_sensitive_and_unknown_ones_refused() {
+        assert!(parse(b"DELETE / HTTP/1.1\r\n\r\n").is_ok());
+        for bad in ["get", "Get", "BREW", &"G".repeat(5000)] {
+            let request = format!("{bad} / HTTP/1.1\r\n\r\n");
+            assert_eq!(
+                parse(request.as_bytes()).unwrap_err(),
+                HttpError::NotImplemented
+            );
+        }
+    }
+
+    #[test]
+    fn a_client_expecting_100_continue_is_told_the_body_is_awaited() {
+        let head = b"PUT / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n";
+        assert_eq!(awaiting(head), Some((head.len(), true)));
+        let mut with_body = head.to_vec();
+        with_body.extend_from_slice(b"ab");
+        assert_eq!(awaiting(&with_body), Some((head.len(), true)));
+        let plain = b"PUT / HTTP/1.1\r\nContent-Length: 5\r\n\r\n";
+        assert_eq!(awaiting(plain), Some((plain.len(), false)));
+        // HTTP/1.0 cannot ask: the header is ignored.
+        let old = b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n";
+        assert_eq!(awaiting(old), Some((old.len(), false)));
+        let other = b"PUT / HTTP/1.1\r\nExpect: tea\r\nContent-Length: 5\r\n\r\n";
+        assert_eq!(parse(other).unwrap_err(), HttpError::ExpectationFailed);
+        let too_big = b"PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 9999999\r\n\r\n";
+        assert_eq!(parse(too_big).unwrap_err(), HttpError::BodyTooLarge);
     }
 
     #[test]

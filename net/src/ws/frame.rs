@@ -8,6 +8,8 @@ use tungstenite::protocol::frame::FrameHeader;
 
 /// The largest payload of a control frame (RFC 6455 §5.5).
 pub const CONTROL_PAYLOAD_BYTES_MAX: usize = 125;
+/// The longest frame header: 2 bytes, an 8-byte length and a 4-byte mask.
+pub const FRAME_HEADER_BYTES_MAX: usize = 14;
 
 /// Close codes durin sends or checks (RFC 6455 §7.4.1).
 pub mod close_code {

@@ -18,7 +18,9 @@ pub const VERSION_HEADER_LINE: &[u8] = b"Sec-WebSocket-Version: 13\r\n";
 /// `websocket`). Such a request is checked with [`check`]; it travels to
 /// the shard owning its object before anything else happens.
 pub fn is_upgrade(headers: &[Header<'_>]) -> bool {
-    header(headers, "upgrade").is_some_and(|v| has_token(v, "websocket"))
+    headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("upgrade") && has_token(h.value, "websocket"))
 }
 
 /// Checks an upgrade request and returns its `Sec-WebSocket-Key`.
@@ -29,6 +31,28 @@ pub fn check<'h>(method: &str, headers: &[Header<'h>]) -> Result<&'h [u8], Hands
     };
     if method != "GET" {
         return Err(bad("a WebSocket upgrade must be a GET request"));
+    }
+    // Two of these say two things at once; which one a proxy in front of
+    // the server acted on is unknown, so neither is trusted.
+    for (name, reason) in [
+        ("upgrade", "more than one `Upgrade` header"),
+        (
+            "sec-websocket-key",
+            "more than one `Sec-WebSocket-Key` header",
+        ),
+        (
+            "sec-websocket-version",
+            "more than one `Sec-WebSocket-Version` header",
+        ),
+    ] {
+        if headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .count()
+            > 1
+        {
+            return Err(bad(reason));
+        }
     }
     if !header(headers, "connection").is_some_and(|v| has_token(v, "upgrade")) {
         return Err(bad("a WebSocket upgrade needs `Connection: Upgrade`"));
@@ -126,5 +150,32 @@ mod tests {
         assert_eq!(check("GET", &no_key).map_err(|e| e.status), Err(400));
         assert_eq!(check("POST", &base).map_err(|e| e.status), Err(400));
         assert!(!is_upgrade(&[h("Upgrade", "h2c")]));
+    }
+
+    #[test]
+    fn duplicated_handshake_headers_are_refused() {
+        let base = [
+            h("Upgrade", "websocket"),
+            h("Connection", "Upgrade"),
+            h("Sec-WebSocket-Version", "13"),
+            h("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ];
+        assert!(check("GET", &base).is_ok());
+        for extra in [
+            h("Sec-WebSocket-Key", "AAAAAAAAAAAAAAAAAAAAAA=="),
+            h("Upgrade", "h2c"),
+            h("Sec-WebSocket-Version", "8"),
+        ] {
+            let mut headers = base.to_vec();
+            headers.push(extra);
+            assert!(is_upgrade(&headers));
+            let refused = check("GET", &headers).map_err(|e| e.status);
+            assert_eq!(refused, Err(400), "with a second {}", extra.name);
+        }
+        // `websocket` in a second Upgrade header still asks for one.
+        assert!(is_upgrade(&[
+            h("Upgrade", "h2c"),
+            h("Upgrade", "websocket")
+        ]));
     }
 }

@@ -29,7 +29,7 @@ pub mod handshake;
 
 pub use frame::{
     apply_mask, close_code, write_close, write_frame, Decoder, Event, Limits, Payload, WsError,
-    CONTROL_PAYLOAD_BYTES_MAX,
+    CONTROL_PAYLOAD_BYTES_MAX, FRAME_HEADER_BYTES_MAX,
 };
 pub use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
@@ -44,4 +44,10 @@ pub struct WsConn {
     pub close_sent: bool,
     /// The peer sent a close frame: nothing more will be read.
     pub close_received: bool,
+    /// The payload of the latest ping not yet answered. A pong is written
+    /// only when no send is in flight, and a newer ping replaces an older
+    /// one (RFC 6455 5.5.3 allows answering only the latest), so a peer
+    /// that pings without reading makes the server hold one pong, not one
+    /// per ping.
+    pub pending_pong: Option<Vec<u8>>,
 }

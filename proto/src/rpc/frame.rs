@@ -97,11 +97,21 @@ pub fn encode_response(out: &mut Vec<u8>, header: &ResponseHeader, payload: &[u8
 
 /// Decodes the request frame at the front of `buf`, whose `frame_len` may
 /// be at most `frame_bytes_max`.
+/// Request ID 0 is refused as malformed: it is reserved for errors of the
+/// connection, so a response to it could not be told from one.
 pub fn decode_request(
     buf: &[u8],
     frame_bytes_max: usize,
 ) -> Result<Decoded<RequestHeader>, ProtoError> {
-    decode_frame(buf, frame_bytes_max)
+    let decoded = decode_frame::<RequestHeader>(buf, frame_bytes_max)?;
+    if let Decoded::Frame { header, .. } = &decoded {
+        if header.request_id == 0 {
+            return Err(ProtoError::Malformed(
+                "request ID 0 is reserved for errors of the connection; number requests from 1",
+            ));
+        }
+    }
+    Ok(decoded)
 }
 
 /// Decodes the response frame at the front of `buf`, whose `frame_len` may

@@ -78,8 +78,9 @@
 //!
 //! Request ID 0 is reserved: clients number their requests from 1, and a
 //! response with ID 0 reports an error of the connection rather than of a
-//! request (the server sends one with [`status::FRAME_TOO_LARGE`] before
-//! closing a connection whose frame it refused).
+//! request (the server sends one with [`status::FRAME_TOO_LARGE`] or
+//! [`status::MALFORMED`] before closing a connection whose frame it
+//! refused). A request with ID 0 is refused as malformed.
 
 pub mod builtin;
 mod error;
@@ -130,6 +131,9 @@ pub mod status {
     /// A call between objects got no reply within the server's
     /// `call_timeout_ms`.
     pub const TIMEOUT: u16 = 8;
+    /// A frame could not be read (sent with request ID 0 before the server
+    /// closes the connection: nothing after it can be trusted).
+    pub const MALFORMED: u16 = 9;
 
     /// A short name for `code`, for error messages.
     pub fn name(code: u16) -> &'static str {
@@ -143,6 +147,7 @@ pub mod status {
             STORAGE_LIMIT => "storage limit",
             BAD_OBJECT => "bad object",
             TIMEOUT => "timeout",
+            MALFORMED => "malformed",
             _ => "unknown status",
         }
     }
