@@ -124,7 +124,17 @@ pub(super) struct ObjectFile {
     /// connection lives: every store rollback that takes back VFS writes
     /// also closes the connection.
     deltas: HashMap<u32, u8>,
+    /// What the store holds of the pages written last, newest first (at
+    /// most [`IMAGES_MAX`]): the base the next delta of such a page is
+    /// taken against, without reading it back from the store (a profile
+    /// of 10,000 objects inserting found ~10 % of the time in those
+    /// reads). Right for as long as the connection lives, as `deltas`.
+    images: Vec<(u32, Box<[u8; PAGE_BYTES]>)>,
 }
+
+/// Page images an open file keeps (4 KiB each): a small object's inserts
+/// dirty one or two pages per commit.
+const IMAGES_MAX: usize = 2;
 
 impl ObjectFile {
     /// `id`'s file as the store holds it now.
@@ -133,7 +143,44 @@ impl ObjectFile {
             id,
             size_bytes: read_size(store, &id)?,
             deltas: delta_counts(store, &id)?,
+            images: Vec::with_capacity(IMAGES_MAX),
         })
+    }
+
+    /// Remembers `page` as what the store now holds of page `page_no`.
+    fn remember(&mut self, page_no: u32, page: &[u8]) {
+        let position = self.images.iter().position(|(n, _)| *n == page_no);
+        let mut image = match position {
+            Some(i) => self.images.remove(i).1,
+            None if self.images.len() >= IMAGES_MAX => {
+                self.images.pop().expect("the list is full").1
+            }
+            None => Box::new([0u8; PAGE_BYTES]),
+        };
+        image.copy_from_slice(page);
+        self.images.insert(0, (page_no, image));
+        debug_assert!(self.images.len() <= IMAGES_MAX);
+    }
+
+    /// Forgets page `page_no` (truncated away).
+    fn forget(&mut self, page_no: u32) {
+        self.images.retain(|(n, _)| *n != page_no);
+    }
+
+    /// The stored version of page `page_no`, from memory or the store.
+    fn stored(
+        &self,
+        store: &ShardStore,
+        page_no: u32,
+        out: &mut [u8; PAGE_BYTES],
+    ) -> Result<(), StorageError> {
+        match self.images.iter().find(|(n, _)| *n == page_no) {
+            Some((_, image)) => {
+                out.copy_from_slice(&image[..]);
+                Ok(())
+            }
+            None => read_page(store, self, page_no, out),
+        }
     }
 }
 
@@ -182,7 +229,7 @@ fn write_page(
     let exists = page_no < pages_of(file.size_bytes);
     if exists && count < DELTA_CHAIN_MAX {
         let mut old = [0u8; PAGE_BYTES];
-        read_page(store, file, page_no, &mut old)?;
+        file.stored(store, page_no, &mut old)?;
         let seq = ENCODED.with(|buf| {
             let mut buf = buf.borrow_mut();
             if !page::diff(&old, page, &mut buf, DELTA_BYTES_MAX) {
@@ -198,6 +245,7 @@ fn write_page(
         match seq {
             Some(Some(seq)) => {
                 file.deltas.insert(page_no, count + 1);
+                file.remember(page_no, page);
                 return Ok(Some(seq));
             }
             // Unchanged: nothing written, nothing to wait for.
@@ -211,6 +259,7 @@ fn write_page(
         store.put(&file.id.0, &keys::sql_page_key(&file.id, page_no), &buf)
     });
     drop_deltas(store, file, page_no, wrote);
+    file.remember(page_no, page);
     Ok(Some(seq))
 }
 
@@ -305,6 +354,7 @@ pub(super) fn truncate_object(
     for page_no in pages_of(size)..pages_of(file.size_bytes) {
         *wrote = Some(store.delete(&file.id.0, &keys::sql_page_key(&file.id, page_no)));
         drop_deltas(store, file, page_no, wrote);
+        file.forget(page_no);
     }
     file.size_bytes = size;
     *wrote = Some(write_size(store, &file.id, size));
