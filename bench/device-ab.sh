@@ -50,7 +50,7 @@ stop() { kill -9 "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; }
 create_tables() {
   local body='{"sql": "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)"}'
   "$NEW"/loadgen http --url "$URL/sql/{key}/query" --method POST --body "$body" \
-    --keys seq:10000 -c 64 -d 60s --cpus "$LOADGEN_CPUS" >/dev/null 2>&1 || true
+    --keys seq:10000 -c 64 -d 3s --cpus "$LOADGEN_CPUS" >/dev/null 2>&1 || true
 }
 one() { # build dir workload round
   local build=$1 dir=$2 w=$3 round=$4 args

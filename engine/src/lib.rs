@@ -43,6 +43,7 @@ pub mod object;
 pub mod registry;
 pub mod server;
 pub mod shard;
+pub mod shrink;
 pub mod sql;
 pub mod timer;
 

@@ -246,7 +246,8 @@ impl ServerBuilder {
             .name("durin-recovery-checkpoint".into())
             .spawn(move || {
                 if let Err(e) = checkpoint.finish() {
-                    eprintln!("durin: checkpoint after recovery failed: {e}; stopping (the log stays and is replayed at the next start)");
+                    let full = if e.is_disk_full() { "the disk is full: " } else { "" };
+                    eprintln!("durin: checkpoint after recovery failed: {full}{e}; stopping (the log stays and is replayed at the next start)");
                     std::process::exit(EXIT_SHARD_STOPPED);
                 }
             })

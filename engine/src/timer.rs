@@ -9,6 +9,17 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+/// Entries a drained slot keeps room for; a slot that held more (a burst
+/// of timers due in the same tick) gives its memory back once it empties.
+const SLOT_CAPACITY_KEPT: usize = 64;
+/// The far heap shrinks once at most a quarter of its capacity is used and
+/// it is more than four times this.
+const FAR_CAPACITY_KEPT: usize = 1024;
+/// The most far entries one shrink moves, so that it takes at most a few
+/// milliseconds of an advance; a heap with more keeps its capacity, which
+/// is then at most four times what it holds.
+const FAR_SHRINK_LEN_MAX: usize = 128 * 1024;
+
 /// A timer wheel whose entries carry a `T`.
 pub struct TimerWheel<T> {
     tick_ms: u64,
@@ -114,6 +125,9 @@ impl<T> TimerWheel<T> {
                     i += 1;
                 }
             }
+            if slot.is_empty() && slot.capacity() > SLOT_CAPACITY_KEPT {
+                *slot = Vec::new();
+            }
         }
         self.current_tick = target;
         while self
@@ -129,7 +143,17 @@ impl<T> TimerWheel<T> {
                 self.insert(entry.deadline_ms, entry.item);
             }
         }
+        let far_len = self.far.len();
+        if self.far.capacity() > 4 * far_len.max(FAR_CAPACITY_KEPT) && far_len <= FAR_SHRINK_LEN_MAX
+        {
+            self.far.shrink_to((far_len * 2).max(FAR_CAPACITY_KEPT));
+        }
         self.earliest_ms = self.scan_earliest();
+    }
+
+    /// Entries the wheel holds memory for, fired or not.
+    pub fn capacity(&self) -> usize {
+        self.far.capacity() + self.slots.iter().map(Vec::capacity).sum::<usize>()
     }
 
     fn scan_earliest(&self) -> u64 {
@@ -172,6 +196,25 @@ mod tests {
         wheel.advance(1000 + 4 * 16 * 10, &mut fired);
         assert_eq!(fired, vec!["past", "near", "far"]);
         assert!(wheel.is_empty());
+    }
+
+    #[test]
+    fn a_burst_of_timers_leaves_no_memory_behind_once_fired() {
+        let mut wheel = TimerWheel::new(1, 8, 0);
+        let empty = wheel.capacity();
+        for n in 0..10_000u64 {
+            wheel.insert(3, n);
+            wheel.insert(100_000 + n, n);
+        }
+        let mut fired = Vec::new();
+        wheel.advance(200_000, &mut fired);
+        assert_eq!(fired.len(), 20_000);
+        assert!(wheel.is_empty());
+        assert!(
+            wheel.capacity() <= empty + FAR_CAPACITY_KEPT,
+            "{} entries of room kept",
+            wheel.capacity()
+        );
     }
 
     #[test]

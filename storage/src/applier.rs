@@ -51,6 +51,10 @@ pub(crate) enum Answer {
     Applied { group: Group, apply_ns: u64 },
     /// A segment asked for is ready.
     Segment(File),
+    /// A segment asked for ahead of need could not be created (out of
+    /// descriptors, say). Not fatal yet: the store asks again when it
+    /// needs the segment, and stops only if that fails too.
+    SegmentFailed(Error),
     /// Something failed; the store cannot go on.
     Failed(Error),
 }
@@ -143,7 +147,12 @@ impl Applier {
                 Task::CreateSegment(path) => {
                     match crate::wal::create_segment(&path, self.segment_bytes) {
                         Ok(file) => vec![Answer::Segment(file)],
-                        Err(e) => vec![Answer::Failed(e)],
+                        Err(e) => {
+                            // A file created before the failure would make
+                            // the next attempt's `create_new` fail.
+                            let _ = std::fs::remove_file(&path);
+                            vec![Answer::SegmentFailed(e)]
+                        }
                     }
                 }
             };

@@ -293,6 +293,9 @@ pub struct ShardStore {
     wal_segment: u64,
     /// The next segment, once the applier has created it.
     next_segment: Option<File>,
+    /// Why the applier could not create the next segment ahead of need,
+    /// if it could not; it is asked again when the segment is needed.
+    next_segment_failed: Option<Error>,
     apply_backlog: usize,
     tasks: Option<Sender<Task>>,
     answers: Receiver<Answer>,
@@ -395,6 +398,7 @@ impl ShardStore {
             wal_offset: 0,
             wal_segment: 0,
             next_segment: None,
+            next_segment_failed: None,
             apply_backlog: 0,
             tasks: Some(task_tx),
             answers: answer_rx,
@@ -838,13 +842,7 @@ impl ShardStore {
             // The applier creates the next segment as soon as the previous
             // one opens: reaching here means it is slower than filling
             // 64 MiB, so waiting for it is the backpressure we want.
-            None => loop {
-                let answer = self.answers.recv().map_err(|_| Error::ApplierGone)?;
-                self.take_answer(answer)?;
-                if let Some(file) = self.next_segment.take() {
-                    break file;
-                }
-            },
+            None => self.await_next_segment()?,
         };
         let sealed = std::mem::replace(
             &mut self.wal_path,
@@ -866,6 +864,32 @@ impl ShardStore {
             self.wal_segment + 1,
         )));
         Ok(())
+    }
+
+    /// Waits for the applier's next segment; asks for it once more if its
+    /// creation ahead of need failed, and fails if that fails too.
+    fn await_next_segment(&mut self) -> Result<File, Error> {
+        let mut retried = false;
+        loop {
+            if let Some(file) = self.next_segment.take() {
+                return Ok(file);
+            }
+            if let Some(e) = self.next_segment_failed.take() {
+                if retried {
+                    return Err(e);
+                }
+                log::warn!("log segment creation failed ({e}); trying again");
+                retried = true;
+                self.send(Task::CreateSegment(wal::segment_path(
+                    self.layout.root(),
+                    self.run,
+                    self.shard,
+                    self.wal_segment + 1,
+                )));
+            }
+            let answer = self.answers.recv().map_err(|_| Error::ApplierGone)?;
+            self.take_answer(answer)?;
+        }
     }
 
     /// Takes the applier's answers: trims the overlay of applied groups.
@@ -900,6 +924,11 @@ impl ShardStore {
                     }
                 }
                 self.spare.push(group.writes);
+                Ok(())
+            }
+            Answer::SegmentFailed(e) => {
+                log::warn!("creating the next log segment ahead of need failed: {e}");
+                self.next_segment_failed = Some(e);
                 Ok(())
             }
             Answer::Segment(file) => {

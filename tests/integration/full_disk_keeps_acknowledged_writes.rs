@@ -1,7 +1,8 @@
 //! A full disk stops the server without losing or corrupting anything it
 //! acknowledged, a start on the full disk fails plainly (one line that says
 //! the disk is full, exit status 75), and once there is room again every
-//! acknowledged write is there.
+//! acknowledged write is there, also after a start that ran out of space
+//! part way (with the start-up check turned off).
 //!
 //! The data directory lives on a 64 MiB tmpfs the test mounts itself, so it
 //! needs root (or CAP_SYS_ADMIN); where `mount` is refused the test prints
@@ -182,6 +183,38 @@ fn a_full_disk_stops_the_server_and_loses_no_acknowledged_write() {
     assert!(
         lines[0].contains("the disk is full"),
         "it says the disk is full: {full_start:?}"
+    );
+
+    // Without the start-up check, the start runs out of space part way
+    // (replaying the log into fjall): the same status, and its last line
+    // says why. What it left half-written must not stop the next start.
+    // (The config file lives off the full disk.)
+    let unchecked = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("a temp file");
+    std::fs::write(unchecked.path(), "[server]\ndisk_free_bytes_min = 0\n")
+        .expect("the config file can be written");
+    let mut args = serve_args(&data_dir);
+    args.extend([
+        "--config".to_string(),
+        unchecked.path().display().to_string(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let part_way = run_cli(&args);
+    eprintln!("the unchecked start said: {}", part_way.stderr.trim());
+    assert_eq!(
+        part_way.code,
+        Some(EXIT_DISK_FULL),
+        "a start that runs out of space part way: {part_way:?}"
+    );
+    assert!(
+        part_way
+            .stderr
+            .lines()
+            .last()
+            .is_some_and(|line| line.contains("the disk is full")),
+        "its last line says the disk is full: {part_way:?}"
     );
 
     mount.resize(ENLARGED_BYTES);

@@ -257,13 +257,20 @@ fn running_out_of_descriptors_pauses_accepting_instead_of_spinning() {
             .and_then(|c| c.try_request("GET", "/healthz", &[], b"").ok())
             .is_some_and(|r| r.status == 200)
     }));
+    // One warning when an episode starts and one when it ends, not one per
+    // failed accept. (The server's own files, opened and closed meanwhile,
+    // may end an episode early and let a second one start.)
     let stderr = server.stderr();
-    assert_eq!(
-        lines_containing(&stderr, "out of file descriptors"),
-        1,
-        "one warning per episode:\n{stderr}"
+    let episodes = lines_containing(&stderr, "out of file descriptors");
+    assert!(
+        (1..=3).contains(&episodes),
+        "{episodes} warnings:\n{stderr}"
     );
-    assert_eq!(lines_containing(&stderr, "accepting connections again"), 1);
+    assert_eq!(
+        lines_containing(&stderr, "accepting connections again"),
+        episodes,
+        "every episode ends:\n{stderr}"
+    );
 }
 
 fn signal(pid: u32, signal: i32) {

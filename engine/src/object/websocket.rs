@@ -189,7 +189,10 @@ pub(crate) struct AutoResponse {
     pub response: Box<[u8]>,
 }
 
-/// Every open socket of a shard, by slot and by object.
+/// Every open socket of a shard, by slot and by object. The slot vectors
+/// keep their length (a slot's generation must outlive its socket, so that
+/// a stale handle never names a new one); they are bounded by the shard's
+/// connection cap. The per-object maps shrink once mostly empty.
 #[derive(Default)]
 pub(crate) struct Sockets {
     slots: Vec<Option<SocketEntry>>,
@@ -252,6 +255,8 @@ impl Sockets {
             if list.is_empty() {
                 self.by_object.remove(&entry.object);
                 self.auto.remove(&entry.object);
+                crate::shrink::map_if_sparse(&mut self.by_object);
+                crate::shrink::map_if_sparse(&mut self.auto);
             }
         }
         Some(entry)
@@ -462,5 +467,45 @@ impl Context<'_> {
         let id = self.id;
         let entry = self.ws.as_mut()?.sockets.get_mut(ws)?;
         (entry.object == id).then_some(entry)
+    }
+}
+
+#[cfg(test)]
+mod shrink_tests {
+    use super::*;
+
+    fn entry(n: u32) -> SocketEntry {
+        let mut id = [0u8; 16];
+        id[..4].copy_from_slice(&n.to_le_bytes());
+        SocketEntry {
+            object: ObjectId(id),
+            class: 0,
+            conn_index: n,
+            conn_generation: 0,
+            tags: Vec::new(),
+            attachment: Vec::new(),
+            closing: false,
+        }
+    }
+
+    #[test]
+    fn the_per_object_map_gives_memory_back_once_sockets_closed() {
+        let mut sockets = Sockets::default();
+        let handles: Vec<WebSocket> = (0..20_000).map(|n| sockets.insert(entry(n))).collect();
+        assert!(sockets.by_object.capacity() >= 20_000);
+        for &ws in &handles[..19_990] {
+            assert!(sockets.remove(ws).is_some());
+        }
+        assert!(sockets.by_object.capacity() <= 4 * crate::shrink::CAPACITY_KEPT);
+        for &ws in &handles[19_990..] {
+            assert!(sockets.get(ws).is_some(), "open sockets stay reachable");
+        }
+        // Handles to closed sockets stay stale after their slots are reused.
+        for n in 0..100 {
+            sockets.insert(entry(100_000 + n));
+        }
+        assert!(handles[..19_990]
+            .iter()
+            .all(|&ws| sockets.get(ws).is_none()));
     }
 }

@@ -413,6 +413,9 @@ impl Shard {
             };
             self.deliver_call_reply(pending.class, pending.caller, CallId(call), Err(error));
         }
+        // A burst of calls or deferred responses grew these maps.
+        crate::shrink::map_if_sparse(&mut self.pending_calls);
+        crate::shrink::map_if_sparse(&mut self.deferred);
     }
 
     fn deliver_call_reply(

@@ -242,6 +242,10 @@ pub struct Shard {
     mono_ms: u64,
     /// Milliseconds since the Unix epoch, for objects.
     wall_ms: u64,
+    /// Run after the object table shrank (see `StoreOptions::idle_hook`):
+    /// the evicted objects were freed on this thread, and the allocator
+    /// returns their pages sooner when asked.
+    idle_hook: Option<fn()>,
 }
 
 /// Runs shard `setup.index` until the process ends. `ready` is called once
@@ -328,7 +332,7 @@ impl Shard {
             Box::new(move || committer_waker.wake()),
             &setup.partitions,
         )
-        .map_err(|e| format!("shard {index}: opening storage: {e}"))?;
+        .map_err(|e| format!("shard {index}: opening {}", describe_storage_failure(&e)))?;
         let limits = Limits {
             header_bytes_max: setup.server.header_bytes_max,
             body_bytes_max: setup.server.body_bytes_max,
@@ -408,6 +412,7 @@ impl Shard {
             started,
             mono_ms: 0,
             wall_ms: wall_clock_ms(),
+            idle_hook: setup.store_options.idle_hook,
         })
     }
 
@@ -633,6 +638,9 @@ impl Shard {
                             .sweep(&self.registry, self.wall_ms, durable, &self.sockets);
                     metrics::add(&self.metrics.objects_evicted_total, swept.evicted);
                     metrics::add(&self.metrics.objects_hibernated_total, swept.hibernated);
+                    if let (true, Some(hook)) = (swept.shrunk, self.idle_hook) {
+                        hook();
+                    }
                     // fjall's figures are sums over its structures: read
                     // them at the sweep's pace, not every loop turn.
                     let memory = self.store.memory();

@@ -29,7 +29,7 @@ const SHRINK_SLOTS_MIN: usize = 1024;
 /// its capacity, which is then at most four times what they need.
 const SHRINK_LIVE_MAX: usize = 128 * 1024;
 /// Open SQL connections per shard by default; past it the connections of
-/// other objects close, in the clock's order.
+/// other objects close, oldest in the clock's order first.
 pub const SQL_CONNECTIONS_MAX_DEFAULT: usize = 8192;
 
 struct Slot {
@@ -310,7 +310,8 @@ impl Objects {
         index: u32,
         had_sql: bool,
     ) {
-        if let Some(db) = self.slots[index as usize].sql.take() {
+        let slot = &mut self.slots[index as usize];
+        if let Some(db) = slot.sql.take() {
             sql::close(db, store);
         }
         store.rollback_to(savepoint);
@@ -321,8 +322,8 @@ impl Objects {
         }
     }
 
-    /// Counts a connection the event at `index` opened or closed, and
-    /// closes others past the shard's cap.
+    /// Counts a connection the event at `index` opened, and closes others
+    /// past the shard's cap.
     fn account_sql(&mut self, had_sql: bool, index: u32) {
         let has_sql = self.slots[index as usize].sql.is_some();
         match (had_sql, has_sql) {
@@ -383,8 +384,10 @@ impl Objects {
     }
 
     /// Gives memory back once at most a quarter of the table's capacity is
-    /// in use: the slots and the index shrink to twice the live objects
-    /// (so that a table which refills does not regrow at once). Called
+    /// in use (and it is more than four times [`SHRINK_SLOTS_MIN`]): the
+    /// slots and the index shrink to twice the live objects (so that a
+    /// table which refills does not regrow at once, and one that was just
+    /// shrunk is not shrunk again). Called
     /// after each sweep; the work is proportional to the live objects and
     /// bounded by [`SHRINK_LIVE_MAX`], and each shrink at least halves the
     /// capacity that was grown for objects since evicted, so over time it
@@ -392,7 +395,7 @@ impl Objects {
     pub fn shrink_if_sparse(&mut self) -> bool {
         let live = self.slots.len();
         let target = (live * 2).max(SHRINK_SLOTS_MIN);
-        let sparse = |capacity: usize| capacity > SHRINK_SLOTS_MIN && live * 4 <= capacity;
+        let sparse = |capacity: usize| capacity > 4 * live.max(SHRINK_SLOTS_MIN);
         if live > SHRINK_LIVE_MAX
             || !(sparse(self.slots.capacity()) || sparse(self.index.capacity()))
         {
@@ -440,28 +443,28 @@ impl Objects {
             } else {
                 idle_ms >= common.idle_timeout_ms
             };
-            if !(settled && leaves) {
-                if settled && idle_ms >= common.sql.idle_close_ms {
-                    // Between events no SQL transaction is open: closing
-                    // touches no storage. The next SQL call reopens it.
-                    if self.slots[index].sql.take().is_some() {
-                        self.sql_open -= 1;
-                    }
+            if settled && leaves {
+                // The last object moves into this slot: the cursor stays,
+                // and it is looked at next.
+                self.remove(index as u32);
+                if hibernates {
+                    swept.hibernated += 1;
+                } else {
+                    swept.evicted += 1;
                 }
-                self.sweep_cursor += 1;
+                if self.slots.is_empty() {
+                    break;
+                }
                 continue;
             }
-            // The last object moves into this slot: the cursor stays, and
-            // it is looked at next.
-            self.remove(index as u32);
-            if hibernates {
-                swept.hibernated += 1;
-            } else {
-                swept.evicted += 1;
+            if settled && idle_ms >= common.sql.idle_close_ms {
+                // Between events no SQL transaction is open: closing
+                // touches no storage. The next SQL call reopens it.
+                if self.slots[index].sql.take().is_some() {
+                    self.sql_open -= 1;
+                }
             }
-            if self.slots.is_empty() {
-                break;
-            }
+            self.sweep_cursor += 1;
         }
         swept.shrunk = self.shrink_if_sparse();
         swept
@@ -545,6 +548,7 @@ mod tests {
             objects.remove(0);
         }
         assert!(objects.shrink_if_sparse());
+        assert!(!objects.shrink_if_sparse(), "a shrunk table is left alone");
         assert_indexed(&objects);
         assert!(
             objects.capacity() <= 4 * 1_000,
@@ -555,6 +559,7 @@ mod tests {
             objects.remove(0);
         }
         objects.shrink_if_sparse();
-        assert!(objects.capacity() <= 2 * SHRINK_SLOTS_MIN);
+        assert!(objects.capacity() <= 4 * SHRINK_SLOTS_MIN);
+        assert!(!objects.shrink_if_sparse(), "an empty table is left alone");
     }
 }
