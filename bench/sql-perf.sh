@@ -10,8 +10,10 @@
 #   4. log bytes per request (storage_log_bytes_total over each measured
 #      run) and the server's resident memory.
 # Each measured run follows a 3 s warm-up of the same load.
-# Environment (defaults): CORES (2), RUNS (2), DURATION (10s), LOADGEN_CPUS
-# (unset: loadgen shares the CPUs), DATA_ROOT ($TMPDIR or /tmp).
+# Environment (defaults): CORES (2), RUNS (2), DURATION (10s), DURIN_CPUS
+# and LOADGEN_CPUS (unset: not pinned, sharing the CPUs), LOADGEN_THREADS
+# (loadgen's default), DATA_ROOT ($TMPDIR or /tmp), SKIP_BUILD (set: use
+# the binaries already in target/release).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CORES=${CORES:-2}
@@ -19,7 +21,7 @@ RUNS=${RUNS:-2}
 DURATION=${DURATION:-10s}
 DATA_ROOT=${DATA_ROOT:-${TMPDIR:-/tmp}}
 BIN=$ROOT/target/release
-cargo build --release -q -p durin -p loadgen --manifest-path "$ROOT/Cargo.toml"
+[[ -n ${SKIP_BUILD:-} ]] || cargo build --release -q -p durin -p loadgen --manifest-path "$ROOT/Cargo.toml"
 WORK=$(mktemp -d "$DATA_ROOT/durin-sql-perf.XXXXXX")
 PID=""
 cleanup() { [[ -n $PID ]] && kill -9 "$PID" 2>/dev/null; rm -rf "$WORK"; }
@@ -29,7 +31,7 @@ printf '[classes.sql]\nsql_statement_time_ms = 60000\n' >"$WORK/durin.toml"
 
 start_durin() { # config file -> PID, URL
   "$BIN/durin" serve --listen 127.0.0.1:0 --rpc-listen 127.0.0.1:0 --data-dir "$WORK/d" \
-    --cores "$CORES" --config "$1" >"$WORK/out" 2>>"$WORK/err" &
+    --cores "$CORES" ${DURIN_CPUS:+--cpus "$DURIN_CPUS"} --config "$1" >"$WORK/out" 2>>"$WORK/err" &
   PID=$!
   for _ in $(seq 4000); do grep -q 'listening on http' "$WORK/out" 2>/dev/null && break; sleep 0.005; done
   URL=$(grep -o 'http://[0-9.:]*' "$WORK/out")
@@ -42,10 +44,12 @@ load() { # label, then loadgen http arguments
   # A warm-up first, the same for every system: an object idle for
   # sql_idle_timeout_ms (10 s, as long as the run before) has closed its
   # connection, and reopening 10,000 of them is not the steady state.
-  "$BIN/loadgen" http -c 64 -d 3s "$@" >/dev/null 2>&1
+  "$BIN/loadgen" http -c 64 -d 3s ${LOADGEN_CPUS:+--cpus "$LOADGEN_CPUS"} \
+    ${LOADGEN_THREADS:+--threads "$LOADGEN_THREADS"} "$@" >/dev/null 2>&1
   local bytes0 bytes1 rps p99 n
   bytes0=$(metric storage_log_bytes_total)
-  "$BIN/loadgen" http -c 64 -d "$DURATION" ${LOADGEN_CPUS:+--cpus "$LOADGEN_CPUS"} "$@" >"$WORK/lg"
+  "$BIN/loadgen" http -c 64 -d "$DURATION" ${LOADGEN_CPUS:+--cpus "$LOADGEN_CPUS"} \
+    ${LOADGEN_THREADS:+--threads "$LOADGEN_THREADS"} "$@" >"$WORK/lg"
   bytes1=$(metric storage_log_bytes_total)
   n=$(awk '$1=="requests" {gsub(",", "", $2); print $2}' "$WORK/lg")
   rps=$(awk '$1=="requests" {print $(NF-1)}' "$WORK/lg")
@@ -55,20 +59,16 @@ load() { # label, then loadgen http arguments
 
 echo "# sql-perf: $(date -u '+%Y-%m-%d %H:%M UTC'), nproc $(nproc), kernel $(uname -r), durin --cores $CORES, $(git -C "$ROOT" rev-parse --short HEAD)"
 echo "creating a table in 10,000 sql objects and the hot one..."
-python3 - "$URL" <<'PY'
-import http.client, sys, threading
-host = sys.argv[1].removeprefix("http://")
-body = '{"sql": "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)"}'
-def work(part):
-    c = http.client.HTTPConnection(host)
-    for k in range(part, 10000, 8):
-        c.request("POST", f"/sql/k{k}/query", body)
-        r = c.getresponse(); r.read(); assert r.status == 200, r.status
-part_threads = [threading.Thread(target=work, args=(p,)) for p in range(8)]
-[t.start() for t in part_threads]; [t.join() for t in part_threads]
-c = http.client.HTTPConnection(host)
-c.request("POST", "/sql/hot/query", body); r = c.getresponse(); r.read(); assert r.status == 200
-PY
+CREATE='{"sql": "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)"}'
+# curl's URL ranges: four processes, each 2,500 requests on one kept-alive
+# connection (waited for by PID: the server is a child of this shell too).
+creators=()
+for part in 0 1 2 3; do
+  curl -sf -o /dev/null -X POST -d "$CREATE" "$URL/sql/k[$((part * 2500))-$((part * 2500 + 2499))]/query" &
+  creators+=($!)
+done
+wait "${creators[@]}"
+curl -sf -o /dev/null -X POST -d "$CREATE" "$URL/sql/hot/query"
 INSERT='{"sql": "INSERT INTO t (v) VALUES (?)", "params": ["a row of about forty bytes of text ....."]}'
 for run in $(seq "$RUNS"); do
   load "run $run kv PUT, 10,000 objects" --url "$URL/kv/{key}/keys/a" --method PUT \
@@ -87,7 +87,7 @@ cat >"$WORK/fill.json" <<'JSON'
 {"sql": "INSERT INTO t (id, v) WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 1000000) SELECT x, printf('value-%08d', x) FROM c"}
 JSON
 curl -s -X POST "$URL/sql/big/query" --data-binary @"$WORK/fill.json"
-echo; echo "  filled in $(echo "$(date +%s.%N) - $start" | bc) s"
+echo; echo "  filled in $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}') s"
 curl -s "$URL/sql/big"; echo
 load "kv GET, one hot object (reference)" --url "$URL/kv/hot/keys/a"
 load "sql point SELECT by primary key, 1 M rows" --url "$URL/sql/big/query" --method POST \

@@ -445,7 +445,7 @@ impl Storage<'_, '_> {
         if let Some(db) = self.ctx.sql_db.as_deref_mut().and_then(Option::take) {
             crate::sql::close(db, self.ctx.store);
         }
-        if let Some(seq) = crate::sql::vfs::delete_database(self.ctx.store, &self.ctx.id)? {
+        if let Some(seq) = crate::sql::file::delete_database(self.ctx.store, &self.ctx.id)? {
             self.note_write(seq, WriteOptions::default());
         }
         Ok(())

@@ -17,7 +17,7 @@ use rusqlite::limits::Limit;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
-use super::{guard, vfs, SqlError, SqlLimits, SqlRows, SqlValue};
+use super::{file, guard, vfs, SqlError, SqlLimits, SqlRows, SqlValue};
 use crate::ObjectId;
 
 /// durin's own statements, prepared once per connection. A cached
@@ -285,7 +285,7 @@ impl SqlDb {
             };
             Ok(count(PAGE_COUNT_SQL)? - count(FREELIST_COUNT_SQL)?)
         })
-        .map(|pages: i64| pages.max(0) as u64 * vfs::PAGE_BYTES as u64)
+        .map(|pages: i64| pages.max(0) as u64 * file::PAGE_BYTES as u64)
         .map_err(|e: rusqlite::Error| plain_error(&e))
     }
 
@@ -457,7 +457,7 @@ fn configure(conn: &mut Connection, limits: &SqlLimits, db_bytes_max: u64) -> ru
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA,
         false,
     )?;
-    let max_pages = (db_bytes_max / vfs::PAGE_BYTES as u64).max(2);
+    let max_pages = (db_bytes_max / file::PAGE_BYTES as u64).max(2);
     let cache_kib = limits.cache_bytes_max / 1024;
     // Journal and temp files in memory, the file never shared (so the page
     // cache stays valid across transactions), and dirty pages never spilled
@@ -472,7 +472,7 @@ fn configure(conn: &mut Connection, limits: &SqlLimits, db_bytes_max: u64) -> ru
          PRAGMA cache_size = -{cache_kib};
          PRAGMA cache_spill = OFF;
          PRAGMA max_page_count = {max_pages};",
-        page = vfs::PAGE_BYTES
+        page = file::PAGE_BYTES
     ))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
     conn.authorizer(Some(guard::authorize))?;

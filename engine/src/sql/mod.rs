@@ -44,6 +44,7 @@ use std::fmt;
 use crate::object::{Context, StorageError, TransactionError};
 
 mod conn;
+pub(crate) mod file;
 pub(crate) mod guard;
 mod page;
 pub(crate) mod vfs;
@@ -52,7 +53,7 @@ pub(crate) mod vfs;
 mod tests;
 
 pub(crate) use conn::SqlDb;
-pub use vfs::PAGE_BYTES;
+pub use file::PAGE_BYTES;
 
 /// A value in a row or a bound parameter.
 #[derive(Debug, Clone, PartialEq)]

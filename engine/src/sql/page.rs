@@ -15,7 +15,7 @@
 //! 0x01 | (zeros u16 LE, literal_len u16 LE, literal)*  zero runs left out
 //! ```
 
-use super::vfs::PAGE_BYTES;
+use super::file::PAGE_BYTES;
 
 const RAW: u8 = 0x00;
 const RUNS: u8 = 0x01;

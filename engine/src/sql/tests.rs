@@ -61,7 +61,13 @@ impl Harness {
             db: None,
             id: ObjectId::from_name("sql", b"object"),
             limits: StorageLimits::default(),
-            sql_limits: SqlLimits::DEFAULT,
+            // Semantics, not speed: a debug build on a busy machine can
+            // take longer than the default budget over thousands of
+            // pages. The tests of the budget set their own.
+            sql_limits: SqlLimits {
+                statement_time_ms: 10_000,
+                ..SqlLimits::DEFAULT
+            },
         }
     }
 
@@ -464,9 +470,6 @@ fn oracle_exec(
 fn differential(seed: u64, events: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut h = Harness::new(open_store(&dir.path().join("durin")));
-    // Semantics, not speed: a debug build's VACUUM of a big database may
-    // take longer than the default budget.
-    h.sql_limits.statement_time_ms = 10_000;
     let oracle = rusqlite::Connection::open(dir.path().join("oracle.db")).expect("oracle");
     oracle.execute_batch(SCHEMA).expect("oracle schema");
     h.event(|ctx| ctx.sql().exec(SCHEMA, &[])).expect("schema");

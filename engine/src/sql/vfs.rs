@@ -1,16 +1,6 @@
 //! durin's SQLite VFS: an object's database "file" is a key range of its
-//! shard's store, not a file.
-//!
-//! Page `n` of object `id`'s database lives under
-//! [`keys::sql_page_key`]`(id, n)`, encoded by [`super::page`] (zero runs
-//! left out), with up to [`DELTA_CHAIN_MAX`] small changes on top of it
-//! under [`keys::sql_delta_key`] (a commit logs what changed in a page,
-//! not the page), and the file's length in bytes under the engine record `sqlsize`. A
-//! read goes to the store (its overlay first, then fjall); a write is a
-//! store write, so it joins the event's group: SQL and KV writes of one
-//! event commit together, share the shard's group `fdatasync`, and roll
-//! back together (the store's savepoints). No file descriptor is opened
-//! per object.
+//! shard's store ([`super::file`]), not a file. No file descriptor is
+//! opened per object.
 //!
 //! SQLite asks for a file only through the connection's calls, on the
 //! thread that makes them. The store it reads and writes is the one
@@ -24,28 +14,22 @@
 //! to survive the connection.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::marker::PhantomData;
-use std::ops::Bound;
 use std::ptr;
 use std::sync::OnceLock;
 
 use durin_storage::{Seq, ShardStore};
 use rusqlite::ffi;
 
-use super::page;
-use crate::keys;
+use super::file::{self, ObjectFile, PAGE_BYTES};
 use crate::object::StorageError;
 use crate::ObjectId;
 
 /// The name SQLite knows the VFS by.
 pub const VFS_NAME: &CStr = c"durin";
-/// The database page size, and the unit the store keeps: one page per key.
-pub const PAGE_BYTES: usize = 4096;
 /// A file in memory (a temp database, a journal) never grows past this.
 pub const MEMORY_FILE_BYTES_MAX: usize = 2 << 30;
-const SIZE_RECORD: &[u8] = b"sqlsize";
 
 /// What the VFS works on while a connection call runs.
 struct Env {
@@ -57,8 +41,6 @@ struct Env {
 }
 
 thread_local! {
-    /// The encoding of the page being written, reused.
-    static ENCODED: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(PAGE_BYTES + 1));
     static ENV: RefCell<Env> = const {
         RefCell::new(Env { store: ptr::null_mut(), wrote: None, error: None })
     };
@@ -143,104 +125,6 @@ fn note_write(seq: Seq) {
     ENV.with(|env| env.borrow_mut().wrote = Some(seq));
 }
 
-/// Reads the length of `id`'s database file.
-pub(crate) fn read_size(store: &ShardStore, id: &ObjectId) -> Result<u64, StorageError> {
-    let key = keys::record_key(id, SIZE_RECORD);
-    match store.get(&id.0, &key)? {
-        None => Ok(0),
-        Some(v) => {
-            let bytes: [u8; 8] = v[..]
-                .try_into()
-                .map_err(|_| StorageError::CorruptRecord { what: "sql size" })?;
-            let size = u64::from_le_bytes(bytes);
-            if !size.is_multiple_of(PAGE_BYTES as u64) {
-                return Err(StorageError::CorruptRecord { what: "sql size" });
-            }
-            Ok(size)
-        }
-    }
-}
-
-fn write_size(store: &mut ShardStore, id: &ObjectId, size: u64) -> Seq {
-    let key = keys::record_key(id, SIZE_RECORD);
-    if size == 0 {
-        store.delete(&id.0, &key)
-    } else {
-        store.put(&id.0, &key, &size.to_le_bytes())
-    }
-}
-
-/// Deletes `id`'s whole database: every page and the size record.
-/// Returns the last write, if there was anything to delete.
-pub(crate) fn delete_database(
-    store: &mut ShardStore,
-    id: &ObjectId,
-) -> Result<Option<Seq>, StorageError> {
-    let size = read_size(store, id)?;
-    if size == 0 {
-        return Ok(None);
-    }
-    for page_no in 0..pages_of(size) {
-        store.delete(&id.0, &keys::sql_page_key(id, page_no));
-    }
-    for key in delta_keys(store, id)? {
-        store.delete(&id.0, &key);
-    }
-    Ok(Some(write_size(store, id, 0)))
-}
-
-/// Every delta key `id`'s database has.
-fn delta_keys(store: &ShardStore, id: &ObjectId) -> Result<Vec<Vec<u8>>, StorageError> {
-    let (lo, hi) = keys::sql_deltas_range(id);
-    let mut found = Vec::new();
-    store.scan(
-        &id.0,
-        (Bound::Included(&lo[..]), Bound::Excluded(&hi[..])),
-        false,
-        |key, _| {
-            found.push(key.to_vec());
-            true
-        },
-    )?;
-    Ok(found)
-}
-
-/// How many deltas each page of `id`'s database has on top of its whole
-/// version (pages without any are absent).
-fn delta_counts(store: &ShardStore, id: &ObjectId) -> Result<HashMap<u32, u8>, StorageError> {
-    let mut counts = HashMap::new();
-    for key in delta_keys(store, id)? {
-        let (page_no, n) = keys::parse_sql_delta_key(&key).ok_or(StorageError::CorruptRecord {
-            what: "sql delta key",
-        })?;
-        let count = counts.entry(page_no).or_insert(0u8);
-        *count = (*count).max(n + 1);
-    }
-    Ok(counts)
-}
-
-/// Pages a file of `size` bytes spans.
-fn pages_of(size: u64) -> u32 {
-    u32::try_from(size.div_ceil(PAGE_BYTES as u64)).expect("sizes stay below 16 TiB")
-}
-
-/// An object's database file.
-struct ObjectFile {
-    id: ObjectId,
-    size_bytes: u64,
-    /// Deltas stored on top of each page's whole version (see
-    /// [`write_page`]). Like `size_bytes`, it is right for as long as the
-    /// connection lives: every store rollback that takes back VFS writes
-    /// also closes the connection.
-    deltas: HashMap<u32, u8>,
-}
-
-/// Most deltas on top of a page before it is written whole again: a read
-/// of a page the cache lacks costs one store read per delta.
-pub const DELTA_CHAIN_MAX: u8 = 8;
-/// A change bigger than this is written as a whole page.
-const DELTA_BYTES_MAX: usize = PAGE_BYTES / 4;
-
 enum FileState {
     Object(ObjectFile),
     Memory(Vec<u8>),
@@ -251,155 +135,6 @@ enum FileState {
 struct File {
     base: ffi::sqlite3_file,
     state: *mut FileState,
-}
-
-/// Reads page `page_no` of `file` into `page` (zeros if it was never
-/// written).
-fn read_page(
-    store: &ShardStore,
-    file: &ObjectFile,
-    page_no: u32,
-    page: &mut [u8; PAGE_BYTES],
-) -> Result<(), StorageError> {
-    let corrupt = |page::CorruptPage| StorageError::CorruptRecord { what: "sql page" };
-    match store.get(&file.id.0, &keys::sql_page_key(&file.id, page_no))? {
-        Some(stored) => page::decode(&stored, page).map_err(corrupt)?,
-        None => page.fill(0),
-    }
-    for n in 0..file.deltas.get(&page_no).copied().unwrap_or(0) {
-        let key = keys::sql_delta_key(&file.id, page_no, n);
-        let delta = store
-            .get(&file.id.0, &key)?
-            .ok_or(StorageError::CorruptRecord { what: "sql delta" })?;
-        page::apply(&delta, page).map_err(corrupt)?;
-    }
-    Ok(())
-}
-
-/// Writes page `page_no`: as a delta on top of what is stored when the
-/// change is small (an insert into a leaf changes its header, a cell
-/// pointer and the new cell: tens of bytes of 4 KiB), else whole, which
-/// drops the page's deltas. What the log carries per commit is then
-/// about what changed, not a page per dirty page.
-fn write_page(
-    store: &mut ShardStore,
-    file: &mut ObjectFile,
-    page_no: u32,
-    page: &[u8],
-) -> Result<Option<Seq>, StorageError> {
-    let count = file.deltas.get(&page_no).copied().unwrap_or(0);
-    let exists = page_no < pages_of(file.size_bytes);
-    if exists && count < DELTA_CHAIN_MAX {
-        let mut old = [0u8; PAGE_BYTES];
-        read_page(store, file, page_no, &mut old)?;
-        let seq = ENCODED.with(|buf| {
-            let mut buf = buf.borrow_mut();
-            if !page::diff(&old, page, &mut buf, DELTA_BYTES_MAX) {
-                return None;
-            }
-            if buf.is_empty() {
-                // Unchanged: nothing to write.
-                return Some(None);
-            }
-            let key = keys::sql_delta_key(&file.id, page_no, count);
-            Some(Some(store.put(&file.id.0, &key, &buf)))
-        });
-        match seq {
-            Some(Some(seq)) => {
-                file.deltas.insert(page_no, count + 1);
-                return Ok(Some(seq));
-            }
-            // Unchanged: nothing written, nothing to wait for.
-            Some(None) => return Ok(None),
-            None => {}
-        }
-    }
-    let seq = ENCODED.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        page::encode(page, &mut buf);
-        store.put(&file.id.0, &keys::sql_page_key(&file.id, page_no), &buf)
-    });
-    drop_deltas(store, file, page_no);
-    Ok(Some(seq))
-}
-
-/// Deletes the deltas of page `page_no` (its whole version is new, or gone).
-fn drop_deltas(store: &mut ShardStore, file: &mut ObjectFile, page_no: u32) {
-    for n in 0..file.deltas.remove(&page_no).unwrap_or(0) {
-        note_write(store.delete(&file.id.0, &keys::sql_delta_key(&file.id, page_no, n)));
-    }
-}
-
-fn read_object(
-    store: &ShardStore,
-    file: &ObjectFile,
-    out: &mut [u8],
-    offset: u64,
-) -> Result<bool, StorageError> {
-    let mut page = [0u8; PAGE_BYTES];
-    let mut done = 0;
-    while done < out.len() {
-        let pos = offset + done as u64;
-        let within = (pos % PAGE_BYTES as u64) as usize;
-        let n = (PAGE_BYTES - within).min(out.len() - done);
-        let dst = &mut out[done..done + n];
-        if pos >= file.size_bytes {
-            dst.fill(0);
-        } else {
-            read_page(store, file, (pos / PAGE_BYTES as u64) as u32, &mut page)?;
-            dst.copy_from_slice(&page[within..within + n]);
-        }
-        done += n;
-    }
-    Ok(offset + out.len() as u64 > file.size_bytes)
-}
-
-fn write_object(
-    store: &mut ShardStore,
-    file: &mut ObjectFile,
-    data: &[u8],
-    offset: u64,
-) -> Result<(), StorageError> {
-    let mut done = 0;
-    let mut page = [0u8; PAGE_BYTES];
-    while done < data.len() {
-        let pos = offset + done as u64;
-        let within = (pos % PAGE_BYTES as u64) as usize;
-        let n = (PAGE_BYTES - within).min(data.len() - done);
-        let page_no = (pos / PAGE_BYTES as u64) as u32;
-        let seq = if n == PAGE_BYTES {
-            write_page(store, file, page_no, &data[done..done + n])?
-        } else {
-            // A partial page (SQLite writes whole pages of the main
-            // database, but the header may be written alone).
-            read_page(store, file, page_no, &mut page)?;
-            page[within..within + n].copy_from_slice(&data[done..done + n]);
-            write_page(store, file, page_no, &page)?
-        };
-        if let Some(seq) = seq {
-            note_write(seq);
-        }
-        done += n;
-    }
-    let end = offset + data.len() as u64;
-    if end > file.size_bytes {
-        file.size_bytes = end.next_multiple_of(PAGE_BYTES as u64);
-        note_write(write_size(store, &file.id, file.size_bytes));
-    }
-    Ok(())
-}
-
-fn truncate_object(store: &mut ShardStore, file: &mut ObjectFile, size: u64) {
-    let size = size.next_multiple_of(PAGE_BYTES as u64);
-    if size >= file.size_bytes {
-        return;
-    }
-    for page_no in pages_of(size)..pages_of(file.size_bytes) {
-        note_write(store.delete(&file.id.0, &keys::sql_page_key(&file.id, page_no)));
-        drop_deltas(store, file, page_no);
-    }
-    file.size_bytes = size;
-    note_write(write_size(store, &file.id, size));
 }
 
 /// The file's state.
@@ -446,10 +181,12 @@ unsafe extern "C" fn x_read(
             out[n..].fill(0);
             n < out.len()
         }
-        FileState::Object(f) => match with_store(|store| read_object(store, f, out, offset)) {
-            Some(short) => short,
-            None => return ffi::SQLITE_IOERR_READ,
-        },
+        FileState::Object(f) => {
+            match with_store(|store| file::read_object(store, f, out, offset)) {
+                Some(short) => short,
+                None => return ffi::SQLITE_IOERR_READ,
+            }
+        }
     };
     if short {
         ffi::SQLITE_IOERR_SHORT_READ
@@ -488,8 +225,13 @@ unsafe extern "C" fn x_write(
             if (offset + data.len() as u64).div_ceil(PAGE_BYTES as u64) > u64::from(u32::MAX) {
                 return ffi::SQLITE_FULL;
             }
-            match with_store(|store| write_object(store, f, data, offset)) {
-                Some(()) => ffi::SQLITE_OK,
+            match with_store(|store| file::write_object(store, f, data, offset)) {
+                Some(wrote) => {
+                    if let Some(seq) = wrote {
+                        note_write(seq);
+                    }
+                    ffi::SQLITE_OK
+                }
                 None => ffi::SQLITE_IOERR_WRITE,
             }
         }
@@ -504,7 +246,9 @@ unsafe extern "C" fn x_truncate(file: *mut ffi::sqlite3_file, size: ffi::sqlite3
             ffi::SQLITE_OK
         }
         FileState::Object(f) => match with_store(|store| {
-            truncate_object(store, f, size as u64);
+            if let Some(seq) = file::truncate_object(store, f, size as u64) {
+                note_write(seq);
+            }
             Ok(())
         }) {
             Some(()) => ffi::SQLITE_OK,
@@ -599,16 +343,10 @@ unsafe extern "C" fn x_open(
         let Some(id) = name.to_str().ok().and_then(|n| ObjectId::from_hex(n).ok()) else {
             return ffi::SQLITE_CANTOPEN;
         };
-        let Some((size_bytes, deltas)) =
-            with_store(|store| Ok((read_size(store, &id)?, delta_counts(store, &id)?)))
-        else {
+        let Some(file) = with_store(|store| ObjectFile::open(store, id)) else {
             return ffi::SQLITE_CANTOPEN;
         };
-        FileState::Object(ObjectFile {
-            id,
-            size_bytes,
-            deltas,
-        })
+        FileState::Object(file)
     } else {
         FileState::Memory(Vec::new())
     };
