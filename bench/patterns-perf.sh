@@ -6,7 +6,8 @@
 #   cargo build --release -p durin -p loadgen -p bench
 #   bench/patterns-perf.sh [BIN_DIR] [SERVER_CPUS] [LOAD_CPUS] [SECONDS]
 #
-# SERVER_CPUS: the 2 CPUs the server's shards are pinned to (default 0,1).
+# SERVER_CPUS: the CPUs the server's shards are pinned to (default 0,1);
+# CORES (environment, default 2): how many shards.
 # LOAD_CPUS: where loadgen and queue_e2e run (default: unpinned, sharing the
 # server's cores, as on a 2-core machine).
 set -euo pipefail
@@ -30,7 +31,7 @@ fi
 # Queues big enough that a run never fills one.
 printf '[classes.queue]\nqueue_messages_max = 100000000\nqueue_bytes_max = 8589934592\n' > "$DIR/perf.toml"
 "$BIN/durin" serve --listen "127.0.0.1:$PORT" --rpc-listen "127.0.0.1:$RPC_PORT" \
-  --data-dir "$DIR/data" --cores 2 --cpus "$SERVER_CPUS" --config "$DIR/perf.toml" \
+  --data-dir "$DIR/data" --cores "${CORES:-2}" --cpus "$SERVER_CPUS" --config "$DIR/perf.toml" \
   > "$DIR/server.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 100); do
