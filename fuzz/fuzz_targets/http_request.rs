@@ -62,7 +62,16 @@ fuzz_target!(|data: &[u8]| {
     }
     // Written out again (HTTP/1.1 or 1.0 as its keep-alive implies for
     // headers that do not say), it parses the same.
-    let version_minor = if data.starts_with(method.as_bytes()) && data[..len].windows(8).any(|w| w == b"HTTP/1.0") {
+    // The request line, after the empty lines a parser skips before it.
+    let start = data[..len]
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(0);
+    let line_end = data[start..len]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(len, |end| start + end);
+    let version_minor = if data[start..line_end].windows(8).any(|w| w == b"HTTP/1.0") {
         0
     } else {
         1
