@@ -23,6 +23,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
+use super::{error, respond_json};
 use crate::config::{reject_unknown, ConfigError};
 use crate::object::{
     percent_decode_component, AlarmError, Context, DurableObject, ListOptions, ObjectClass,
@@ -55,16 +56,6 @@ impl ObjectClass for KvClass {
 }
 
 struct Kv;
-
-fn respond_json(res: &mut Response, status: u16, body: &Json) {
-    res.json(status);
-    // Serializing a `serde_json::Value` into a Vec cannot fail.
-    let _ = serde_json::to_writer(res.body_mut(), body);
-}
-
-fn error(res: &mut Response, status: u16, message: &str) {
-    respond_json(res, status, &json!({ "error": message }));
-}
 
 fn storage_error(res: &mut Response, e: &StorageError) {
     match e {

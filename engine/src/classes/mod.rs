@@ -12,6 +12,22 @@ pub mod ratelimit;
 pub mod sharded;
 pub mod sql;
 
+/// Answers `status` with `body` as JSON.
+pub(crate) fn respond_json(
+    res: &mut crate::object::Response,
+    status: u16,
+    body: &serde_json::Value,
+) {
+    res.json(status);
+    // Serializing a `serde_json::Value` into a Vec cannot fail.
+    let _ = serde_json::to_writer(res.body_mut(), body);
+}
+
+/// Answers `status` with `{"error": message}`.
+pub(crate) fn error(res: &mut crate::object::Response, status: u16, message: &str) {
+    respond_json(res, status, &serde_json::json!({ "error": message }));
+}
+
 /// Writes `{"value": N}`-style JSON number fields without going through a
 /// formatter that allocates.
 pub(crate) fn push_u64(out: &mut Vec<u8>, n: u64) {

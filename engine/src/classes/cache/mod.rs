@@ -51,6 +51,7 @@ use crate::ObjectId;
 
 use store::{Entry, Meta};
 
+use super::{error, respond_json};
 use crate::object::storage::LIST_ENTRIES_MAX;
 
 const SUBSCRIBER_TAG: &str = "subscriber";
@@ -114,16 +115,6 @@ struct Cache {
     meta: Meta,
     /// The stored state did not read back: every request gets this as a 500.
     broken: Option<String>,
-}
-
-fn respond_json(res: &mut Response, status: u16, body: &Json) {
-    res.json(status);
-    // Serializing a `serde_json::Value` into a Vec cannot fail.
-    let _ = serde_json::to_writer(res.body_mut(), body);
-}
-
-fn error(res: &mut Response, status: u16, message: &str) {
-    respond_json(res, status, &json!({ "error": message }));
 }
 
 fn storage_error(res: &mut Response, e: &StorageError) {

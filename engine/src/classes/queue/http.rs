@@ -9,6 +9,7 @@ use crate::object::{percent_decode_component, Context, Request, Response, Storag
 use super::delivery::{self, Waiter, Want};
 use super::push::Target;
 use super::{store, Queue, CONSUMER_TAG};
+pub(super) use crate::classes::{error, respond_json};
 
 /// Most sequence numbers one ack may list.
 pub const ACK_SEQS_MAX: usize = 10_000;
@@ -19,16 +20,6 @@ pub const DEAD_LIMIT_MAX: usize = 1000;
 const PULL_MAX_DEFAULT: u64 = 10;
 const VISIBILITY_MS_DEFAULT: u64 = 30_000;
 const SOCKET_IN_FLIGHT_DEFAULT: u64 = 100;
-
-pub(super) fn respond_json(res: &mut Response, status: u16, body: &Json) {
-    res.json(status);
-    // Serializing a `serde_json::Value` into a Vec cannot fail.
-    let _ = serde_json::to_writer(res.body_mut(), body);
-}
-
-pub(super) fn error(res: &mut Response, status: u16, message: &str) {
-    respond_json(res, status, &json!({ "error": message }));
-}
 
 fn storage_error(res: &mut Response, e: &StorageError) {
     match e {
