@@ -20,7 +20,6 @@
 //! attempts in `alarm:attempts` (to see retries).
 
 use base64::Engine as _;
-use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
 use super::{error, respond_json};
@@ -35,8 +34,11 @@ use durin_proto::rpc::builtin;
 /// Default and largest `limit` of a list.
 pub const LIST_LIMIT_DEFAULT: usize = 1000;
 pub const LIST_LIMIT_MAX: usize = 10_000;
-/// Most operations in one transaction.
-pub const TRANSACTION_OPS_MAX: usize = 1000;
+pub use body::TRANSACTION_OPS_MAX;
+
+mod body;
+
+use body::TxOp;
 
 /// The kv class.
 pub struct KvClass;
@@ -98,30 +100,6 @@ fn query_params(query: Option<&str>) -> Option<Vec<(String, Vec<u8>)>> {
         params.push((name, percent_decode_component(value, true)?));
     }
     Some(params)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TransactionBody {
-    ops: Vec<Op>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Op {
-    op: String,
-    key: String,
-    #[serde(default)]
-    value: Option<String>,
-    #[serde(default)]
-    value_base64: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AlarmBody {
-    at_ms: Option<u64>,
-    in_ms: Option<u64>,
 }
 
 impl DurableObject for Kv {
@@ -353,57 +331,23 @@ enum Abort {
 }
 
 fn transaction(body: &[u8], res: &mut Response, ctx: &mut Context<'_>) {
-    let parsed: TransactionBody = match serde_json::from_slice(body) {
-        Ok(b) => b,
-        Err(e) => return error(res, 400, &format!("malformed transaction: {e}")),
+    let ops = match body::parse_transaction(body) {
+        Ok(ops) => ops,
+        Err(refused) => return error(res, refused.status, &refused.message),
     };
-    if parsed.ops.len() > TRANSACTION_OPS_MAX {
-        return error(
-            res,
-            413,
-            &format!("a transaction has at most {TRANSACTION_OPS_MAX} operations"),
-        );
-    }
-    let mut ops = Vec::with_capacity(parsed.ops.len());
-    for op in &parsed.ops {
-        let value = match (&op.value, &op.value_base64) {
-            (Some(v), None) => Some(v.as_bytes().to_vec()),
-            (None, Some(b)) => match base64::engine::general_purpose::STANDARD.decode(b) {
-                Ok(v) => Some(v),
-                Err(_) => return error(res, 400, "value_base64 is not valid base64"),
-            },
-            (None, None) => None,
-            (Some(_), Some(_)) => return error(res, 400, "give value or value_base64, not both"),
-        };
-        match (op.op.as_str(), &value) {
-            ("put", Some(_)) | ("delete", None) | ("check", _) => {}
-            ("put", None) => return error(res, 400, "a put needs a value"),
-            ("delete", Some(_)) => return error(res, 400, "a delete takes no value"),
-            (other, _) => {
-                return error(
-                    res,
-                    400,
-                    &format!("unknown op `{other}` (put, delete or check)"),
-                )
-            }
-        }
-        ops.push((op.op.as_str(), op.key.as_bytes(), value));
-    }
     let result = ctx.storage().transaction(|storage| {
-        for (op, key, value) in &ops {
-            match *op {
-                "put" => storage
-                    .put(key, value.as_deref().unwrap_or_default())
-                    .map_err(Abort::Storage)?,
-                "delete" => {
-                    storage.delete(key).map_err(Abort::Storage)?;
+        for op in &ops {
+            match op {
+                TxOp::Put { key, value } => {
+                    storage.put(key.as_bytes(), value).map_err(Abort::Storage)?
                 }
-                _ => {
-                    let current = storage.get(key).map_err(Abort::Storage)?;
+                TxOp::Delete { key } => {
+                    storage.delete(key.as_bytes()).map_err(Abort::Storage)?;
+                }
+                TxOp::Check { key, value } => {
+                    let current = storage.get(key.as_bytes()).map_err(Abort::Storage)?;
                     if current.as_deref() != value.as_deref() {
-                        return Err(Abort::CheckFailed(
-                            String::from_utf8_lossy(key).into_owned(),
-                        ));
+                        return Err(Abort::CheckFailed(key.clone()));
                     }
                 }
             }
@@ -422,26 +366,9 @@ fn transaction(body: &[u8], res: &mut Response, ctx: &mut Context<'_>) {
 }
 
 fn set_alarm(body: &[u8], res: &mut Response, ctx: &mut Context<'_>) {
-    let parsed: AlarmBody = match serde_json::from_slice(body) {
-        Ok(b) => b,
-        Err(e) => return error(res, 400, &format!("malformed alarm: {e}")),
-    };
-    let at_ms = match (parsed.at_ms, parsed.in_ms) {
-        (Some(at), None) => Some(at),
-        (None, Some(d)) => ctx.now_ms().checked_add(d),
-        _ => return error(res, 400, "give exactly one of at_ms and in_ms"),
-    };
-    let Some(at_ms) = at_ms.filter(|&at| at <= ALARM_AT_MS_MAX) else {
-        let name = if parsed.at_ms.is_some() {
-            "at_ms"
-        } else {
-            "in_ms"
-        };
-        return error(
-            res,
-            400,
-            &format!("{name} puts the alarm past the latest time an alarm may have, {ALARM_AT_MS_MAX} ms after the Unix epoch"),
-        );
+    let at_ms = match body::parse_alarm(body, ctx.now_ms(), ALARM_AT_MS_MAX) {
+        Ok(at_ms) => at_ms,
+        Err(refused) => return error(res, refused.status, &refused.message),
     };
     match ctx.storage().set_alarm(at_ms) {
         Ok(()) => respond_json(res, 200, &json!({ "ok": true, "at_ms": at_ms })),
