@@ -220,3 +220,35 @@ fn too_many_leased_messages_are_refused_with_429() {
     let refused = conn.post("/queue/fl/pull?unordered=true", b"");
     assert_eq!(refused.status, 429, "{refused}");
 }
+
+#[test]
+fn a_queue_holding_pull_leases_stays_in_memory_past_its_idle_timeout() {
+    let server = Server::start_with_config(1, "[classes.queue]\nidle_timeout_ms = 100\n");
+    let mut conn = server.connect();
+    let evicted = |conn: &mut crate::harness::Conn| {
+        crate::kv_client::metric_total(conn, "durin_objects_evicted_total")
+    };
+    append_batch(&mut conn, "held", &["one", "two"]);
+    let first = pull(&mut conn, "held", "max=1&visibility_ms=2500");
+    assert_eq!(first.len(), 1);
+    // Many idle timeouts pass: a queue that left memory would forget the
+    // lease and hand message 1 out again.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(evicted(&mut conn), 0, "evicted while it held a lease");
+    assert!(
+        pull(&mut conn, "held", "max=5").is_empty(),
+        "message 1 is leased, and message 2 may not pass it"
+    );
+    // Once the lease ends (and the queue is idle again) it may leave.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while evicted(&mut conn) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "never evicted after the lease ended"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let again = pull(&mut conn, "held", "max=5");
+    assert_eq!(again.len(), 2, "both messages after the lease ended");
+    assert_eq!(again[0], first[0]);
+}

@@ -447,6 +447,8 @@ pub struct Context<'s> {
     pub(crate) synced: bool,
     /// The alarm this event set (the shard schedules it).
     pub(crate) alarm_set: Option<u64>,
+    /// The latest time this event asked the object to stay in memory until.
+    pub(crate) stay_until_ms: u64,
     pub(crate) key_buf: Vec<u8>,
     /// The stored size of the key this object read or wrote last (cached
     /// across events by the shard), so that writing the same key again,
@@ -485,6 +487,7 @@ impl<'s> Context<'s> {
             wrote_unconfirmed: None,
             synced: false,
             alarm_set: None,
+            stay_until_ms: 0,
             key_buf: Vec::new(),
             last_len: None,
             effects,
@@ -516,6 +519,15 @@ impl<'s> Context<'s> {
     pub(crate) fn with_websockets(mut self, env: websocket::WsEnv<'s>) -> Self {
         self.ws = Some(env);
         self
+    }
+
+    /// Keeps the object in memory until `at_ms` (wall time, ms): it is not
+    /// evicted or hibernated for being idle before then, as if it had an
+    /// event at that time. For state that lives only in memory and must
+    /// outlive a quiet spell, such as a queue's leases. A restart still
+    /// forgets such state; the latest time asked for counts.
+    pub fn stay_in_memory_until(&mut self, at_ms: u64) {
+        self.stay_until_ms = self.stay_until_ms.max(at_ms);
     }
 
     /// Calls `method` of another object (on any shard) with `payload`,

@@ -36,7 +36,9 @@ struct Slot {
     id: ObjectId,
     class: u16,
     object: Box<dyn DurableObject>,
-    last_used_ms: u64,
+    /// Idle time counts from here: the last event's time, or the time the
+    /// object asked to stay in memory until, if later.
+    idle_since_ms: u64,
     /// The last write any event of this object made that output must wait
     /// for. Output of a later read-only event waits too: it may reveal it.
     last_write_seq: Seq,
@@ -189,7 +191,7 @@ impl Objects {
                     id,
                     class,
                     object,
-                    last_used_ms: now_ms,
+                    idle_since_ms: now_ms,
                     last_write_seq: 0,
                     last_unconfirmed_seq: 0,
                     stored_bytes,
@@ -205,7 +207,7 @@ impl Objects {
         };
         let slot = &mut self.slots[index as usize];
         debug_assert_eq!(slot.class, class, "an ID belongs to one class");
-        slot.last_used_ms = now_ms;
+        slot.idle_since_ms = slot.idle_since_ms.max(now_ms);
         let had_sql = slot.sql.is_some();
         let mut ctx = Context::new(
             id,
@@ -273,6 +275,7 @@ impl Objects {
         persist_size(&mut ctx);
         let (wrote, unconfirmed, synced, alarm_set) =
             (ctx.wrote, ctx.wrote_unconfirmed, ctx.synced, ctx.alarm_set);
+        slot.idle_since_ms = slot.idle_since_ms.max(ctx.stay_until_ms);
         slot.stored_bytes = ctx.stored_bytes;
         slot.last_len = ctx.last_len.take();
         drop(ctx);
@@ -436,7 +439,7 @@ impl Objects {
             let settled = s.waiting == 0
                 && s.last_write_seq <= durable_seq
                 && s.last_unconfirmed_seq <= durable_seq;
-            let idle_ms = now_ms.saturating_sub(s.last_used_ms);
+            let idle_ms = now_ms.saturating_sub(s.idle_since_ms);
             let hibernates = sockets.has_sockets(&s.id);
             let leaves = if hibernates {
                 common.websocket_hibernation && idle_ms >= common.hibernation_timeout_ms
@@ -503,7 +506,7 @@ mod tests {
             id: ObjectId(id),
             class: 0,
             object: Box::new(Idle),
-            last_used_ms: 0,
+            idle_since_ms: 0,
             last_write_seq: 0,
             last_unconfirmed_seq: 0,
             stored_bytes: None,

@@ -3,9 +3,9 @@
 //! A message handed out is leased to its consumer for `visibility_ms`;
 //! until it is acknowledged or the lease ends nobody else gets it. Leases
 //! live in memory (and, for a socket consumer, in the socket's attachment,
-//! so that they survive hibernation): a queue that leaves memory forgets
-//! its pull leases and hands those messages out again, which at-least-once
-//! delivery allows.
+//! so that they survive hibernation). A queue holding pull leases stays in
+//! memory until the last of them ends; a restart forgets them and hands
+//! those messages out again, which at-least-once delivery allows.
 //!
 //! Ordered delivery (the default) never hands out a message past an
 //! earlier one that is leased: a consumer sees the queue in order, and a
@@ -137,6 +137,11 @@ impl Delivery {
             handed.push((seq, body));
         }
         assert!(handed.len() <= max);
+        if holder == Holder::Pull && !handed.is_empty() {
+            // A pull lease lives only here (a socket's is in its
+            // attachment too): the queue stays in memory while it holds.
+            ctx.stay_in_memory_until(now_ms.saturating_add(want.visibility_ms));
+        }
         Ok(handed)
     }
 
