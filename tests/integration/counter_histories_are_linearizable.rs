@@ -80,7 +80,7 @@ fn counter_histories_stay_linearizable_across_sigkill() {
                     rng ^= rng >> 7;
                     rng ^= rng << 17;
                     let counter = (rng % COUNTERS as u64) as usize;
-                    let op = if rng % 3 == 0 {
+                    let op = if rng.is_multiple_of(3) {
                         CounterOp::Read
                     } else {
                         CounterOp::Increment
