@@ -71,11 +71,10 @@ fuzz_target!(|data: &[u8]| {
         .iter()
         .position(|&b| b == b'\n')
         .map_or(len, |end| start + end);
-    let version_minor = if data[start..line_end].windows(8).any(|w| w == b"HTTP/1.0") {
-        0
-    } else {
-        1
-    };
+    // The version ends the line (a target may contain "HTTP/1.0" too).
+    let line = &data[start..line_end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let version_minor = if line.ends_with(b"HTTP/1.0") { 0 } else { 1 };
     let mut again = format!("{method} {target} HTTP/1.{version_minor}\r\n").into_bytes();
     for (name, value) in &headers {
         again.extend_from_slice(name.as_bytes());
