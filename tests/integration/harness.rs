@@ -17,6 +17,7 @@
 
 pub mod http;
 pub mod json;
+pub mod proxy;
 
 pub use http::{Conn, Response};
 
