@@ -134,3 +134,76 @@ pub fn add(counter: &AtomicU64, n: u64) {
 pub fn set(gauge: &AtomicU64, value: u64) {
     gauge.store(value, Ordering::Relaxed);
 }
+
+/// Counters of a built-in class (`durin_{prefix}_{name}`), kept per
+/// thread so that shards share nothing: an event adds to its own shard's
+/// copy with a plain load and store, and a scrape sums every thread's.
+///
+/// ```ignore
+/// class_metrics! { QueueMetrics, "queue", {
+///     /// Messages appended.
+///     appended_total,
+/// } }
+/// QueueMetrics::add(|m| &m.appended_total, 1);
+/// ```
+macro_rules! class_metrics {
+    ($type:ident, $prefix:literal, { $( $(#[$doc:meta])* $name:ident ),* $(,)? }) => {
+        /// One thread's counters of the class.
+        #[derive(Default)]
+        pub struct $type {
+            $( $(#[$doc])* pub $name: std::sync::atomic::AtomicU64, )*
+        }
+
+        impl $type {
+            /// Every thread's copy (a thread registers its own on first
+            /// use; copies of threads that ended still count).
+            fn all() -> &'static std::sync::Mutex<Vec<std::sync::Arc<$type>>> {
+                static ALL: std::sync::Mutex<Vec<std::sync::Arc<$type>>> =
+                    std::sync::Mutex::new(Vec::new());
+                &ALL
+            }
+
+            /// Adds `n` to the counter `pick` chooses, in this thread's copy.
+            #[inline]
+            pub fn add(pick: impl FnOnce(&$type) -> &std::sync::atomic::AtomicU64, n: u64) {
+                thread_local! {
+                    static MINE: std::sync::Arc<$type> = {
+                        let mine = std::sync::Arc::new($type::default());
+                        $type::all()
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(std::sync::Arc::clone(&mine));
+                        mine
+                    };
+                }
+                MINE.with(|mine| $crate::metrics::add(pick(mine), n));
+            }
+
+            /// Takes `n` from a gauge (the sum over threads stays right
+            /// when what one thread adds, another takes away).
+            #[inline]
+            #[allow(dead_code)]
+            pub fn sub(pick: impl FnOnce(&$type) -> &std::sync::atomic::AtomicU64, n: u64) {
+                $type::add(pick, n.wrapping_neg());
+            }
+
+            /// Appends the sum of every thread's counters to `out`, in
+            /// Prometheus text format.
+            pub fn render(out: &mut String) {
+                use std::fmt::Write;
+                let all = $type::all().lock().unwrap_or_else(|e| e.into_inner());
+                $(
+                    let name = stringify!($name);
+                    let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+                    let sum = all
+                        .iter()
+                        .map(|m| m.$name.load(std::sync::atomic::Ordering::Relaxed))
+                        .fold(0u64, u64::wrapping_add);
+                    let _ = writeln!(out, "# TYPE durin_{}_{name} {kind}", $prefix);
+                    let _ = writeln!(out, "durin_{}_{name} {sum}", $prefix);
+                )*
+            }
+        }
+    };
+}
+pub(crate) use class_metrics;

@@ -62,6 +62,18 @@ fn two_subscribers_see_every_change_in_version_order() {
             assert_eq!(&change(ws), want);
         }
     }
+    let metric = |conn: &mut Conn, name: &str| {
+        crate::kv_client::metric_total(conn, &format!("durin_cache_{name}"))
+    };
+    assert_eq!(metric(&mut conn, "changes_total"), 5);
+    assert_eq!(metric(&mut conn, "entries_invalidated_total"), 1);
+    assert_eq!(
+        metric(&mut conn, "changes_sent_total"),
+        10,
+        "5 changes, 2 subscribers"
+    );
+    assert_eq!(put(&mut conn, "ns", "x", "if_version=1", "z").status, 409);
+    assert_eq!(metric(&mut conn, "version_conflicts_total"), 1);
 }
 
 #[test]

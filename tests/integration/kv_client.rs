@@ -331,15 +331,16 @@ pub fn wait_fired(conn: &mut Conn, object: &str, timeout: Duration) -> Option<u6
     fired
 }
 
-/// The sum over shards of the counter `name` at `GET /metrics`.
+/// The sum over shards of the counter `name` at `GET /metrics` (or its
+/// one value, for a counter of the whole process).
 pub fn metric_total(conn: &mut Conn, name: &str) -> u64 {
     let response = conn.get("/metrics");
     assert_eq!(response.status, 200, "GET /metrics: {response}");
     let text = response.text();
-    let prefix = format!("{name}{{");
+    let (labelled, plain) = (format!("{name}{{"), format!("{name} "));
     let values: Vec<u64> = text
         .lines()
-        .filter(|line| line.starts_with(&prefix))
+        .filter(|line| line.starts_with(&labelled) || line.starts_with(&plain))
         .map(|line| {
             let value = line.rsplit(' ').next().unwrap_or("");
             value

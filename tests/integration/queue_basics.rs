@@ -252,3 +252,23 @@ fn a_queue_holding_pull_leases_stays_in_memory_past_its_idle_timeout() {
     assert_eq!(again.len(), 2, "both messages after the lease ended");
     assert_eq!(again[0], first[0]);
 }
+
+#[test]
+fn metrics_count_appends_deliveries_expired_leases_and_acks() {
+    let server = Server::start(2);
+    let mut conn = server.connect();
+    let metric = |conn: &mut crate::harness::Conn, name: &str| {
+        crate::kv_client::metric_total(conn, &format!("durin_queue_{name}"))
+    };
+    append_batch(&mut conn, "m", &["a", "b", "c"]);
+    assert_eq!(metric(&mut conn, "messages_appended_total"), 3);
+    assert_eq!(pull(&mut conn, "m", "max=2&visibility_ms=200").len(), 2);
+    assert_eq!(metric(&mut conn, "messages_delivered_total"), 2);
+    std::thread::sleep(Duration::from_millis(300));
+    let again = pull(&mut conn, "m", "max=3");
+    assert_eq!(again.len(), 3);
+    assert_eq!(metric(&mut conn, "leases_expired_total"), 2);
+    assert_eq!(metric(&mut conn, "messages_delivered_total"), 5);
+    assert_eq!(ack(&mut conn, "m", &[1, 2, 3]), 3);
+    assert_eq!(metric(&mut conn, "messages_acked_total"), 3);
+}

@@ -401,6 +401,8 @@ impl Shard {
             Target::Metrics => {
                 let mut text = String::new();
                 ShardMetrics::render(&self.all_metrics, &mut text);
+                crate::classes::queue::QueueMetrics::render(&mut text);
+                crate::classes::cache::CacheMetrics::render(&mut text);
                 write_text(out, 200, text.as_bytes(), keep_alive)
             }
             Target::NotFound => write_text(out, 404, b"Not found", keep_alive),

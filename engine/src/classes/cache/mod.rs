@@ -56,6 +56,19 @@ use crate::object::storage::LIST_ENTRIES_MAX;
 
 const SUBSCRIBER_TAG: &str = "subscriber";
 
+crate::metrics::class_metrics! { CacheMetrics, "cache", {
+    /// Changes made (puts, deletes, invalidations of a key or a prefix).
+    changes_total,
+    /// Entries removed by invalidations.
+    entries_invalidated_total,
+    /// Writes refused because `if_version` did not match (409).
+    version_conflicts_total,
+    /// Changes sent to subscribers (live, or catching up).
+    changes_sent_total,
+    /// Resets sent to subscribers that asked for changes no longer kept.
+    resets_sent_total,
+} }
+
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub entry_bytes_max: u64,
@@ -334,13 +347,17 @@ impl Cache {
         match result {
             Ok(Ok(changes)) => {
                 self.meta = meta;
+                CacheMetrics::add(|m| &m.changes_total, changes.len() as u64);
                 for (_, change) in &changes {
                     broadcast(ctx, change);
                 }
                 let version = changes.last().map_or(meta.version, |(v, _)| *v);
                 respond_json(res, 200, &json!({ "version": version }));
             }
-            Ok(Err(conflict)) => respond_json(res, 409, &conflict),
+            Ok(Err(conflict)) => {
+                CacheMetrics::add(|m| &m.version_conflicts_total, 1);
+                respond_json(res, 409, &conflict)
+            }
             Err(TransactionError::Aborted(e)) => storage_error(res, &e),
         }
     }
@@ -390,6 +407,8 @@ impl Cache {
         match result {
             Ok(changes) => {
                 self.meta = meta;
+                CacheMetrics::add(|m| &m.changes_total, changes.len() as u64);
+                CacheMetrics::add(|m| &m.entries_invalidated_total, invalidated);
                 for (_, change) in &changes {
                     broadcast(ctx, change);
                 }
@@ -428,6 +447,7 @@ impl Cache {
         if since < meta.compacted_through || since > meta.version {
             let reset = json!({ "op": "reset", "version": meta.version }).to_string();
             let _ = ctx.send(ws, Message::Text(&reset));
+            CacheMetrics::add(|m| &m.resets_sent_total, 1);
             return;
         }
         let limit = (meta.version - since) as usize;
@@ -435,6 +455,7 @@ impl Cache {
             Ok(changes) => {
                 // The log holds every version from compacted_through + 1 on.
                 assert_eq!(changes.len(), limit);
+                CacheMetrics::add(|m| &m.changes_sent_total, changes.len() as u64);
                 for change in changes {
                     let _ = ctx.send(ws, Message::Text(&change));
                 }
@@ -449,7 +470,9 @@ impl Cache {
 
 /// Sends a change to every subscriber.
 fn broadcast(ctx: &mut Context<'_>, change: &str) {
-    for ws in ctx.websockets(Some(SUBSCRIBER_TAG)) {
+    let subscribers = ctx.websockets(Some(SUBSCRIBER_TAG));
+    CacheMetrics::add(|m| &m.changes_sent_total, subscribers.len() as u64);
+    for ws in subscribers {
         // A subscriber closing meanwhile catches up when it reconnects.
         let _ = ctx.send(ws, Message::Text(change));
     }

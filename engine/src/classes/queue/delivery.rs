@@ -71,6 +71,7 @@ impl Delivery {
         for (seq, _) in &ended {
             self.leases.remove(seq);
         }
+        super::QueueMetrics::add(|m| &m.leases_expired_total, ended.len() as u64);
         ended
     }
 
@@ -137,6 +138,7 @@ impl Delivery {
             handed.push((seq, body));
         }
         assert!(handed.len() <= max);
+        super::QueueMetrics::add(|m| &m.messages_delivered_total, handed.len() as u64);
         if holder == Holder::Pull && !handed.is_empty() {
             // A pull lease lives only here (a socket's is in its
             // attachment too): the queue stays in memory while it holds.

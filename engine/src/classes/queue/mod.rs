@@ -58,6 +58,24 @@ use delivery::{Delivery, Holder, Want};
 use push::Push;
 use store::Meta;
 
+crate::metrics::class_metrics! { QueueMetrics, "queue", {
+    /// Messages stored by appends.
+    messages_appended_total,
+    /// Messages handed out (leased) to a pull or a consumer socket.
+    messages_delivered_total,
+    /// Leases that ended without an acknowledgement (the message is
+    /// handed out again).
+    leases_expired_total,
+    /// Messages deleted by an acknowledgement.
+    messages_acked_total,
+    /// Push calls made.
+    push_calls_total,
+    /// Push calls that failed (retried with backoff, or dead-lettered).
+    push_failures_total,
+    /// Messages moved to the dead letters.
+    messages_dead_lettered_total,
+} }
+
 /// The tag of consumer sockets.
 const CONSUMER_TAG: &str = "consumer";
 /// Most leases one socket can hold: its attachment keeps them (16 bytes
@@ -294,6 +312,7 @@ impl Queue {
         if !removed.is_empty() {
             store::store_meta(ctx, &self.meta)?;
         }
+        QueueMetrics::add(|m| &m.messages_acked_total, removed.len() as u64);
         for seq in &removed {
             if let Some(lease) = self.delivery.leases.remove(seq) {
                 self.mark_dirty(lease.holder);
@@ -436,6 +455,7 @@ impl Queue {
         let object = ObjectRef::Name(target.object.as_bytes().to_vec());
         let (class, method) = (target.class.clone(), target.method.clone());
         let call = ctx.call(&class, object, &method, &body);
+        QueueMetrics::add(|m| &m.push_calls_total, 1);
         self.push.in_flight = Some((call, seq));
         Ok(())
     }
@@ -466,6 +486,7 @@ impl Queue {
                 }
             }
             Err(e) => {
+                QueueMetrics::add(|m| &m.push_failures_total, 1);
                 let failures = self.push.failures(seq) + 1;
                 if failures >= target.max_attempts {
                     self.dead_letter(ctx, seq, &e.to_string(), failures)?;
@@ -513,6 +534,7 @@ impl Queue {
             self.push.store_dead_count(ctx, self.push.dead_count + 1)?;
             store::remove(ctx, &mut self.meta, seq)?;
             store::store_meta(ctx, &self.meta)?;
+            QueueMetrics::add(|m| &m.messages_dead_lettered_total, 1);
         }
         self.push.store_retry(ctx, None)
     }

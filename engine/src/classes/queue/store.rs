@@ -120,6 +120,7 @@ pub(super) fn append(
         Ok(()) => {
             assert_eq!(next.next_seq, first_seq + bodies.len() as u64);
             *meta = next;
+            super::QueueMetrics::add(|m| &m.messages_appended_total, bodies.len() as u64);
             Ok(first_seq)
         }
         Err(TransactionError::Aborted(e)) => Err(e),
